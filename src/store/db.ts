@@ -1,0 +1,122 @@
+/**
+ * Opening the database: SQLite (better-sqlite3, WAL) by default, PostgreSQL when the URL says so.
+ * Both engines get the same tables, the same migrations and the same repositories.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import type { Migration, MigrationProvider } from 'kysely';
+import pg from 'pg';
+import type { Database } from './schema.js';
+import * as m001 from './migrations/001_core.js';
+
+export type Engine = 'sqlite' | 'postgres';
+export type Db = Kysely<Database>;
+
+export interface Store {
+  db: Db;
+  engine: Engine;
+  /** The raw better-sqlite3 handle (SQLite only), for pragmas and checkpoints. */
+  sqlite?: SqliteDatabase.Database;
+  /** The pg pool (PostgreSQL only), for LISTEN/NOTIFY. */
+  pool?: pg.Pool;
+  /** Where the database lives, for logs: a file path or the URL without its password. */
+  location: string;
+  close(): Promise<void>;
+}
+
+export interface OpenStoreOptions {
+  /** `postgres://…` / `postgresql://…`, or a SQLite file path (`sqlite:` prefix optional), or `:memory:`. */
+  url: string;
+  /** PostgreSQL: the schema to use (created when missing); tests give each file its own. */
+  schema?: string;
+  /** PostgreSQL pool size. */
+  poolSize?: number;
+}
+
+export function engineOf(url: string): Engine {
+  return /^postgres(ql)?:\/\//i.test(url) ? 'postgres' : 'sqlite';
+}
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+export async function openStore(options: OpenStoreOptions): Promise<Store> {
+  if (engineOf(options.url) === 'postgres') return openPostgres(options);
+  return openSqlite(options.url.replace(/^sqlite:(\/\/)?/i, ''));
+}
+
+function openSqlite(path: string): Store {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new SqliteDatabase(path);
+  sqlite.pragma('journal_mode = WAL');
+  // With group commit (many writes per transaction) FULL costs almost nothing and survives power loss.
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('foreign_keys = ON');
+  // A second process (the CLI while the server runs) waits for the lock instead of failing at once.
+  sqlite.pragma('busy_timeout = 5000');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return {
+    db,
+    engine: 'sqlite',
+    sqlite,
+    location: path,
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+async function openPostgres(options: OpenStoreOptions): Promise<Store> {
+  const schema = options.schema;
+  if (schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid schema name: ${schema}`);
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    // Times and sequence ids are int8; every value we store fits in a double, so read them as numbers.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID || oid === NUMERIC_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+  });
+  // A broken idle connection must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  if (schema) await pool.query(`create schema if not exists ${schema}`);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    db,
+    engine: 'postgres',
+    pool,
+    location: redactUrl(options.url) + (schema ? ` (schema ${schema})` : ''),
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+/** Every migration, in order. Imported statically so the same list works from sources and from the build. */
+function migrations(engine: Engine): Record<string, Migration> {
+  return {
+    '001_core': { up: (db) => m001.up(db, engine) },
+  };
+}
+
+export async function migrate(store: Store): Promise<string[]> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(store.engine) };
+  const migrator = new Migrator({ db: store.db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
