@@ -10,6 +10,8 @@ import type { Migration, MigrationProvider } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
 import * as m001 from './migrations/001_core.js';
+import * as m002 from './migrations/002_jobs.js';
+import * as m003 from './migrations/003_delivery.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -21,6 +23,8 @@ export interface Store {
   sqlite?: SqliteDatabase.Database;
   /** The pg pool (PostgreSQL only), for LISTEN/NOTIFY. */
   pool?: pg.Pool;
+  /** PostgreSQL schema in use, when one was named. */
+  schema?: string;
   /** Where the database lives, for logs: a file path or the URL without its password. */
   location: string;
   close(): Promise<void>;
@@ -89,6 +93,7 @@ async function openPostgres(options: OpenStoreOptions): Promise<Store> {
     db,
     engine: 'postgres',
     pool,
+    ...(schema ? { schema } : {}),
     location: redactUrl(options.url) + (schema ? ` (schema ${schema})` : ''),
     async close() {
       await db.destroy();
@@ -110,12 +115,16 @@ export function redactUrl(url: string): string {
 function migrations(engine: Engine): Record<string, Migration> {
   return {
     '001_core': { up: (db) => m001.up(db, engine) },
+    '002_jobs': { up: (db) => m002.up(db, engine) },
+    '003_delivery': { up: (db) => m003.up(db, engine) },
   };
 }
 
 export async function migrate(store: Store): Promise<string[]> {
   const provider: MigrationProvider = { getMigrations: async () => migrations(store.engine) };
-  const migrator = new Migrator({ db: store.db, provider });
+  // The migration bookkeeping tables live in the store's own schema: without this, Kysely finds
+  // another schema's lock table through the catalogue and fails when schemas share a database.
+  const migrator = new Migrator({ db: store.db, provider, ...(store.schema ? { migrationTableSchema: store.schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);

@@ -1,0 +1,139 @@
+/**
+ * Outbound: messages accepted by `POST /v1/messages` and carried through the emulator's Send API,
+ * across 10 Pages and 1,000 customers; beside the emulator's own ceiling (a client posting straight
+ * to its Send API). With BENCH_SOAK_SECONDS the same load runs longer at a fixed rate and resident
+ * memory is sampled to show whether it grows.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import type { Config } from '../src/config.js';
+import { buildServer } from '../src/server.js';
+import { createLogger } from '../src/logger.js';
+import { createAccount } from '../src/store/accounts.js';
+import { createApiKey } from '../src/store/api-keys.js';
+import type { LoadResult, LoadSpec } from './load.js';
+import { percentile } from './load.js';
+
+interface Deps {
+  seconds: number;
+  loadInChild(spec: LoadSpec): Promise<LoadResult>;
+  emulatorInChild(): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }>;
+  tempConfig(extra?: Record<string, string>): { dir: string; config: Config };
+  api<T>(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
+}
+
+const PAGES = 10;
+const CUSTOMERS = 1000;
+
+export async function outboundScenario(d: Deps): Promise<Record<string, unknown>> {
+  const emulator = await d.emulatorInChild();
+  // The Send API limit is per Page per second; the benchmark measures the gateway, not the limit.
+  await d.api('PATCH', `${emulator.url}/_emulator/config`, { send_rate_limit_per_second: 100_000, delivery_delay_ms: 50, read_delay_ms: null }).catch(() => undefined);
+  const { dir, config } = d.tempConfig({ META_GRAPH_URL: emulator.url, META_DIALOG_URL: emulator.url });
+  const app = await d.api<{ id: string; secret: string; verify_token: string }>('POST', `${emulator.url}/_emulator/apps`, {});
+  const cfg: Config = { ...config, meta: { ...config.meta, appId: app.id, appSecret: app.secret, verifyToken: app.verify_token } };
+  const gateway = await buildServer(cfg, { logger: createLogger('error') });
+  const gatewayUrl = await gateway.start();
+  await d.api('PATCH', `${emulator.url}/_emulator/apps/${app.id}`, { callback_url: `${gatewayUrl}/webhooks/meta` });
+  const account = await createAccount(gateway.ctx.store.db, { name: 'bench' });
+  const { key } = await createApiKey(gateway.ctx.store.db, account.id, 'bench');
+  const auth = { authorization: `Bearer ${key}` };
+
+  const targets: { sender: string; psid: string; page: string; token: string }[] = [];
+  for (let p = 0; p < PAGES; p++) {
+    const page = await d.api<{ id: string; access_token: string }>('POST', `${emulator.url}/_emulator/pages`, { app_id: app.id, name: `Bench Page ${p}` });
+    const sender = await d.api<{ id: string }>('POST', `${gatewayUrl}/v1/senders`, { access_token: page.access_token, page_id: page.id }, auth);
+    for (let c = 0; c < CUSTOMERS / PAGES; c++) {
+      const user = await d.api<{ id: string }>('POST', `${emulator.url}/_emulator/users`, { first_name: `C${p}-${c}` });
+      const { psid } = await d.api<{ psid: string }>('POST', `${emulator.url}/_emulator/pages/${page.id}/inbound`, { user: user.id, text: 'hello' });
+      targets.push({ sender: sender.id, psid, page: page.id, token: page.access_token });
+    }
+  }
+  // The customers wrote first; wait until every one of them is a contact with an open window.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const n = await gateway.ctx.store.db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    if (Number(n.n) >= CUSTOMERS || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  const bodies = targets.map((t, i) => JSON.stringify({ sender_id: t.sender, to: { psid: t.psid }, text: `reply ${i}` }));
+  const soak = Number(process.env.BENCH_SOAK_SECONDS ?? 0);
+  const seconds = soak || d.seconds;
+  let peak = 0;
+  const samples: number[] = [];
+  const sampler = setInterval(() => {
+    const rss = process.memoryUsage().rss;
+    peak = Math.max(peak, rss);
+    samples.push(rss);
+  }, 1000);
+  const started = Date.now();
+  const accepted = await d.loadInChild({
+    url: gatewayUrl,
+    path: '/v1/messages',
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...auth },
+    bodies,
+    connections: 32,
+    durationMs: seconds * 1000,
+    maxRequests: 5_000_000,
+    ...(soak ? { rate: Number(process.env.BENCH_RATE ?? 1000) } : {}),
+  });
+  // Carried: until every accepted message has left (sent or failed).
+  const drainDeadline = Date.now() + 120_000;
+  let left = 0;
+  for (;;) {
+    const r = await gateway.ctx.store.db
+      .selectFrom('messages')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('direction', '=', 'outbound')
+      .where('status', 'in', ['accepted', 'queued', 'sending'])
+      .executeTakeFirstOrThrow();
+    left = Number(r.n);
+    if (left === 0 || Date.now() > drainDeadline) break;
+    await new Promise((r2) => setTimeout(r2, 100));
+  }
+  const carriedSeconds = (Date.now() - started) / 1000;
+  clearInterval(sampler);
+  const rows = await gateway.ctx.store.db.selectFrom('messages').select(['created_at', 'sent_at', 'status']).where('direction', '=', 'outbound').execute();
+  const sent = rows.filter((r) => r.sent_at !== null);
+  const toSent = sent.map((r) => (r.sent_at as number) - r.created_at).sort((a, b) => a - b);
+  const failed = rows.filter((r) => r.status === 'failed').length;
+  await gateway.close();
+
+  // The emulator's own ceiling: the same Send API calls straight from a client.
+  const direct = await d.loadInChild({
+    url: emulator.url,
+    path: `/v25.0/${targets[0]?.page}/messages?access_token=${encodeURIComponent(targets[0]?.token ?? '')}`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    bodies: targets.filter((t) => t.page === targets[0]?.page).map((t, i) => JSON.stringify({ recipient: { id: t.psid }, messaging_type: 'RESPONSE', message: { text: `direct ${i}` } })),
+    connections: 32,
+    durationMs: Math.min(seconds, 10) * 1000,
+    maxRequests: 5_000_000,
+  });
+  await emulator.stop();
+  rmSync(dir, { recursive: true, force: true });
+  const carried = sent.length / carriedSeconds;
+  return {
+    scenario: soak ? 'outbound soak' : 'outbound',
+    pages: PAGES,
+    customers: CUSTOMERS,
+    seconds,
+    accepted_per_s: Math.round(accepted.rps),
+    api_p50_ms: Number(accepted.p50.toFixed(2)),
+    api_p99_ms: Number(accepted.p99.toFixed(2)),
+    api_errors: accepted.errors,
+    carried_per_s: Math.round(carried),
+    sent: sent.length,
+    failed,
+    not_drained: left,
+    to_sent_p50_ms: percentile(toSent, 50),
+    to_sent_p99_ms: percentile(toSent, 99),
+    emulator_ceiling_per_s: Math.round(direct.rps),
+    ratio: Number((carried / direct.rps).toFixed(2)),
+    peak_rss_mb: Math.round(peak / 1048576),
+    rss_first_mb: Math.round((samples[0] ?? 0) / 1048576),
+    rss_last_mb: Math.round((samples[samples.length - 1] ?? 0) / 1048576),
+  };
+}

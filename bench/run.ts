@@ -1,0 +1,251 @@
+/**
+ * `npm run bench`: measured scenarios, printed as a table and as JSON lines.
+ *   ingress   signed webhook POSTs acknowledged after a durable write, beside a bare Fastify handler
+ *   inbound   customer sends (emulator) -> endpoint receives, latency at a steady rate, and memory
+ *   outbound  messages accepted by /v1/messages and carried through the emulator's Send API
+ * Everything talks to 127.0.0.1 only; every scenario is bounded in time and count and stops by itself.
+ * `node dist/bench/run.js ingress inbound` runs a subset; BENCH_SECONDS shortens or lengthens runs.
+ */
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify from 'fastify';
+import { loadConfig } from '../src/config.js';
+import { buildServer } from '../src/server.js';
+import { createLogger } from '../src/logger.js';
+import { createAccount } from '../src/store/accounts.js';
+import { createApiKey } from '../src/store/api-keys.js';
+import { SecretBox } from '../src/store/secrets.js';
+import type { LoadResult, LoadSpec } from './load.js';
+import { percentile } from './load.js';
+import { outboundScenario } from './outbound.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+
+export function loadInChild(spec: LoadSpec): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(join(here, 'load.js'), ['--load-worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.once('message', (m: { result?: LoadResult; error?: string }) => (m.result ? resolve(m.result) : reject(new Error(m.error))));
+    child.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`load worker exited with ${code}`));
+    });
+    child.send(spec);
+  });
+}
+
+/** Runs the emulator in its own process so it does not share the gateway's event loop. */
+export async function emulatorInChild(): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+  const child = fork(join(here, '..', 'src', 'cli.js'), ['emulator', '--port', '0', '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /(http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`emulator exited with ${code}: ${out}`)));
+  });
+  return {
+    url,
+    child,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+async function api<T>(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const res = await fetch(url, { method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`);
+  return (text ? JSON.parse(text) : {}) as T;
+}
+
+function tempConfig(extra: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-bench-'));
+  const config = loadConfig({
+    env: {},
+    defaults: {
+      PORT: '0',
+      HOST: '127.0.0.1',
+      SWITCHBOARD_DATA_DIR: dir,
+      SWITCHBOARD_SECRET_KEY: SecretBox.generateKey(),
+      META_APP_ID: '100000000000001',
+      META_APP_SECRET: 'bench-secret',
+      META_VERIFY_TOKEN: 'bench-verify',
+      META_GRAPH_URL: 'http://127.0.0.1:9',
+      SWITCHBOARD_ALLOW_PRIVATE_URLS: 'loopback',
+      LOG_LEVEL: 'error',
+      ...extra,
+    },
+  });
+  return { dir, config };
+}
+
+function webhookBodies(n: number, secret: string): { bodies: string[]; headers: Record<string, string>[] } {
+  const bodies: string[] = [];
+  const headers: Record<string, string>[] = [];
+  const t = Date.now();
+  for (let i = 0; i < n; i++) {
+    const body = JSON.stringify({
+      object: 'page',
+      entry: [{ id: '200000000000001', time: t + i, messaging: [{ sender: { id: String(3000000000000000 + (i % 1000)) }, recipient: { id: '200000000000001' }, timestamp: t + i, message: { mid: `m_bench_${i}_${randomBytes(6).toString('hex')}`, text: `message number ${i}` } }] }],
+    });
+    bodies.push(body);
+    headers.push({ 'x-hub-signature-256': 'sha256=' + createHmac('sha256', secret).update(body).digest('hex') });
+  }
+  return { bodies, headers };
+}
+
+async function ingressScenario() {
+  const connections = 32;
+  const { bodies, headers } = webhookBodies(2000, 'bench-secret');
+  const spec = (url: string, path: string): LoadSpec => ({
+    url,
+    path,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    bodies,
+    bodyHeaders: headers,
+    connections,
+    durationMs: SECONDS * 1000,
+    maxRequests: 2_000_000,
+    warmupMs: 1000,
+  });
+
+  const bare = Fastify();
+  bare.post('/webhooks/meta', async () => 'EVENT_RECEIVED');
+  const bareUrl = await bare.listen({ port: 0, host: '127.0.0.1' });
+  const bareResult = await loadInChild(spec(bareUrl, '/webhooks/meta'));
+  await bare.close();
+
+  const { dir, config } = tempConfig();
+  // Ingress alone: the inbound jobs it enqueues are not run, so only the durable write is measured.
+  const gateway = await buildServer(config, { runJobs: false, logger: createLogger('error') });
+  const url = await gateway.start();
+  const rssBefore = process.memoryUsage().rss;
+  const gwResult = await loadInChild(spec(url, '/webhooks/meta'));
+  const rssAfter = process.memoryUsage().rss;
+  const stored = await gateway.ctx.store.db.selectFrom('inbound_batches').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  await gateway.close();
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    scenario: 'ingress',
+    connections,
+    seconds: SECONDS,
+    bare_rps: Math.round(bareResult.rps),
+    gateway_rps: Math.round(gwResult.rps),
+    ratio: Number((gwResult.rps / bareResult.rps).toFixed(2)),
+    gateway_p50_ms: Number(gwResult.p50.toFixed(2)),
+    gateway_p99_ms: Number(gwResult.p99.toFixed(2)),
+    bare_p99_ms: Number(bareResult.p99.toFixed(2)),
+    errors: gwResult.errors,
+    batches_stored: Number(stored.n),
+    rss_mb: Math.round(Math.max(rssBefore, rssAfter) / 1048576),
+  };
+}
+
+async function inboundScenario() {
+  const rate = Number(process.env.BENCH_RATE ?? 500);
+  const emulator = await emulatorInChild();
+  const { dir, config } = tempConfig({ META_GRAPH_URL: emulator.url, META_DIALOG_URL: emulator.url });
+  const app = await api<{ id: string; secret: string; verify_token: string }>('POST', `${emulator.url}/_emulator/apps`, {});
+  const cfg = { ...config, meta: { ...config.meta, appId: app.id, appSecret: app.secret, verifyToken: app.verify_token } };
+  const gateway = await buildServer(cfg, { logger: createLogger('error') });
+  const gatewayUrl = await gateway.start();
+  await api('PATCH', `${emulator.url}/_emulator/apps/${app.id}`, { callback_url: `${gatewayUrl}/webhooks/meta` });
+
+  const latencies: number[] = [];
+  let received = 0;
+  const receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const at = Date.now();
+      try {
+        const evt = JSON.parse(Buffer.concat(chunks).toString()) as { type: string; data: { content?: { text?: string } } };
+        const m = evt.type === 'message.received' ? /^t=(\d+)/.exec(evt.data.content?.text ?? '') : null;
+        if (m?.[1]) {
+          received++;
+          latencies.push(at - Number(m[1]));
+        }
+      } catch {
+        // not an event of this run
+      }
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+  const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/events`;
+
+  const account = await createAccount(gateway.ctx.store.db, { name: 'bench' });
+  const { key } = await createApiKey(gateway.ctx.store.db, account.id, 'bench');
+  const auth = { authorization: `Bearer ${key}` };
+  const page = await api<{ id: string; access_token: string }>('POST', `${emulator.url}/_emulator/pages`, { app_id: app.id, name: 'Bench Page' });
+  await api('POST', `${gatewayUrl}/v1/senders`, { access_token: page.access_token, page_id: page.id }, auth);
+  await api('POST', `${gatewayUrl}/v1/endpoints`, { url: receiverUrl, events: ['message.received'] }, auth);
+  const users: string[] = [];
+  for (let i = 0; i < 200; i++) users.push((await api<{ id: string }>('POST', `${emulator.url}/_emulator/users`, { first_name: `User${i}` })).id);
+
+  // The load child posts to the emulator's control API: the customer "sends" at a steady rate.
+  // Each text carries the send time; the receiver subtracts it (same machine, same clock).
+  const count = rate * SECONDS;
+  const bodies = users.map((u) => JSON.stringify({ user: u, text: 't=__NOW__' }));
+  let peakRss = 0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);
+  const loadResult = await loadInChild({
+    url: emulator.url,
+    path: `/_emulator/pages/${page.id}/inbound`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    bodies,
+    connections: 64,
+    durationMs: SECONDS * 1000,
+    maxRequests: count,
+    rate,
+  });
+  const deadline = Date.now() + 30_000;
+  while (received < loadResult.ok && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  clearInterval(sampler);
+  latencies.sort((a, b) => a - b);
+  await gateway.close();
+  await emulator.stop();
+  receiver.close();
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    scenario: 'inbound end to end',
+    rate_per_s: rate,
+    seconds: SECONDS,
+    sent: loadResult.ok,
+    received,
+    p50_ms: percentile(latencies, 50),
+    p99_ms: percentile(latencies, 99),
+    max_ms: latencies[latencies.length - 1] ?? 0,
+    peak_rss_mb: Math.round(peakRss / 1048576),
+  };
+}
+
+async function main() {
+  const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const all: Record<string, () => Promise<Record<string, unknown>>> = { ingress: ingressScenario, inbound: inboundScenario, outbound: () => outboundScenario({ seconds: SECONDS, loadInChild, emulatorInChild, tempConfig, api }) };
+  const names = wanted.length ? wanted : Object.keys(all);
+  process.stdout.write(`# switchboard bench ${new Date().toISOString()} node ${process.version}\n`);
+  for (const name of names) {
+    const run = all[name];
+    if (!run) throw new Error(`unknown scenario ${name}; known: ${Object.keys(all).join(', ')}`);
+    const result = await run();
+    process.stdout.write(JSON.stringify(result) + '\n');
+  }
+  process.exit(0);
+}
+
+await main();

@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+/**
+ * The `switchboard` command: serve, dev, migrate, accounts, keys, emulator.
+ */
+import { parseArgs } from 'node:util';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { realpathSync } from 'node:fs';
+import { ConfigError, loadConfig } from './config.js';
+import { buildServer } from './server.js';
+import { openStore, migrate } from './store/db.js';
+import type { Store } from './store/db.js';
+import { createAccount, getAccount, listAccounts } from './store/accounts.js';
+import { createApiKey, listApiKeys, revokeApiKey } from './store/api-keys.js';
+import { runDev } from './dev.js';
+import { runEmulatorCli } from '../emulator/index.js';
+
+const USAGE = `Usage: switchboard <command> [options]
+
+Commands:
+  dev [--json]                     run the emulator and the gateway wired together, with demo data
+  serve                            run the gateway (configuration from the environment, see README)
+  migrate                          bring the database schema up to date
+  accounts create --name N [--parent ID] [--json]
+                                   create an account (and its first API key, shown once)
+  accounts list                    list accounts
+  keys create --account ID [--name N] [--json]
+  keys list --account ID
+  keys revoke --account ID --id KEY_ID
+  emulator [--port N] [--host H]   run the Messenger Platform emulator alone
+
+Environment: PORT, HOST, PUBLIC_URL, DATABASE_URL, SWITCHBOARD_DATA_DIR, SWITCHBOARD_SECRET_KEY, META_APP_ID,
+META_APP_SECRET, META_VERIFY_TOKEN, META_GRAPH_URL, META_GRAPH_VERSION, SWITCHBOARD_CONFIG (a JSON file).`;
+
+function databaseUrl(): string {
+  return process.env.DATABASE_URL || join(resolve(process.env.SWITCHBOARD_DATA_DIR || '.switchboard'), 'switchboard.db');
+}
+
+async function withStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore({ url: databaseUrl() });
+  try {
+    await migrate(store);
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function fail(message: string): never {
+  process.stderr.write(`switchboard: ${message}\n`);
+  process.exit(2);
+}
+
+async function serve(): Promise<void> {
+  const config = loadConfig();
+  const gateway = await buildServer(config);
+  const url = await gateway.start();
+  gateway.ctx.logger.info({ url, database: gateway.ctx.store.location, engine: gateway.ctx.store.engine }, 'switchboard listening');
+  const stop = (signal: string) => {
+    gateway.ctx.logger.info({ signal }, 'shutting down');
+    gateway.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        gateway.ctx.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function accounts(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  const { values } = parseArgs({ args: rest, options: { name: { type: 'string' }, parent: { type: 'string' }, json: { type: 'boolean' } } });
+  if (sub === 'create') {
+    if (!values.name) fail('accounts create needs --name');
+    await withStore(async (store) => {
+      if (values.parent && !(await getAccount(store.db, values.parent))) fail(`no account ${values.parent}`);
+      const account = await createAccount(store.db, { name: values.name as string, parent_id: values.parent ?? null });
+      const { key } = await createApiKey(store.db, account.id, 'default');
+      if (values.json) process.stdout.write(JSON.stringify({ account_id: account.id, name: account.name, parent_id: account.parent_id, api_key: key }) + '\n');
+      else process.stdout.write(`account ${account.id} (${account.name}) created\nAPI key (shown once, store it now): ${key}\n`);
+    });
+  } else if (sub === 'list') {
+    await withStore(async (store) => {
+      for (const a of await listAccounts(store.db)) process.stdout.write(`${a.id}\t${a.status}\t${a.parent_id ?? '-'}\t${a.name}\n`);
+    });
+  } else fail(`unknown accounts command "${sub ?? ''}"\n${USAGE}`);
+}
+
+async function keys(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  const { values } = parseArgs({ args: rest, options: { account: { type: 'string' }, name: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } } });
+  if (!values.account) fail(`keys ${sub ?? ''} needs --account`);
+  const accountId = values.account as string;
+  await withStore(async (store) => {
+    if (!(await getAccount(store.db, accountId))) fail(`no account ${accountId}`);
+    if (sub === 'create') {
+      const { key, row } = await createApiKey(store.db, accountId, values.name ?? 'cli');
+      if (values.json) process.stdout.write(JSON.stringify({ id: row.id, account_id: accountId, name: row.name, api_key: key }) + '\n');
+      else process.stdout.write(`key ${row.id} (${row.name}) created for ${accountId}\nAPI key (shown once, store it now): ${key}\n`);
+    } else if (sub === 'list') {
+      for (const k of await listApiKeys(store.db, accountId)) process.stdout.write(`${k.id}\t${k.prefix}…\t${k.revoked_at ? 'revoked' : 'live'}\t${k.name}\n`);
+    } else if (sub === 'revoke') {
+      if (!values.id) fail('keys revoke needs --id');
+      if (!(await revokeApiKey(store.db, accountId, values.id as string))) fail(`no live key ${values.id} in ${accountId}`);
+      process.stdout.write(`key ${values.id} revoked\n`);
+    } else fail(`unknown keys command "${sub ?? ''}"\n${USAGE}`);
+  });
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve();
+    case 'dev':
+      return runDev(rest);
+    case 'migrate':
+      return withStore(async (store) => {
+        process.stdout.write(`database ${store.location} is up to date\n`);
+      });
+    case 'accounts':
+      return accounts(rest);
+    case 'keys':
+      return keys(rest);
+    case 'emulator':
+      return runEmulatorCli(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return;
+    default:
+      fail(`unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+function isEntryPoint(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(err.message + '\n');
+      process.exit(2);
+    }
+    process.stderr.write(`switchboard: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}

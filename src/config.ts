@@ -1,0 +1,153 @@
+/**
+ * Configuration from the environment and an optional JSON file, validated at start with messages
+ * a person understands. The environment wins over the file, so one file can serve several processes.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve, join } from 'node:path';
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Where the gateway is reached from outside (links in events, OAuth redirect). */
+  publicUrl: string;
+  databaseUrl: string;
+  dataDir: string;
+  secretKey: string;
+  meta: {
+    appId: string;
+    appSecret: string;
+    verifyToken: string;
+    graphUrl: string;
+    graphVersion: string;
+    /** Base of the Facebook Login dialog (`https://www.facebook.com`; the emulator's URL in development). */
+    dialogUrl: string;
+    timeoutMs: number;
+  };
+  /** Callback and media URLs may point at these private ranges: 'loopback', 'all' or CIDRs. */
+  allowPrivateUrls: string[];
+  logLevel: string;
+  /** How often each sender's token and subscription are checked, ms. */
+  senderCheckIntervalMs: number;
+  /** Job workers in this process. */
+  concurrency: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Switchboard cannot start; fix the configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+type Source = Record<string, string | undefined>;
+
+const KEYS = [
+  'PORT', 'HOST', 'PUBLIC_URL', 'DATABASE_URL', 'SWITCHBOARD_DATA_DIR', 'SWITCHBOARD_SECRET_KEY', 'META_APP_ID',
+  'META_APP_SECRET', 'META_VERIFY_TOKEN', 'META_GRAPH_URL', 'META_GRAPH_VERSION', 'META_DIALOG_URL', 'META_TIMEOUT_MS',
+  'SWITCHBOARD_ALLOW_PRIVATE_URLS', 'LOG_LEVEL', 'SENDER_CHECK_INTERVAL_MS', 'SWITCHBOARD_CONCURRENCY',
+] as const;
+
+/** Reads `SWITCHBOARD_CONFIG` (or the given path): a JSON object with the same names as the environment. */
+export function readConfigFile(path: string | undefined): Source {
+  if (!path) return {};
+  const full = resolve(path);
+  if (!existsSync(full)) throw new ConfigError([`the configuration file ${full} does not exist`]);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(full, 'utf8'));
+  } catch (err) {
+    throw new ConfigError([`the configuration file ${full} is not valid JSON: ${(err as Error).message}`]);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError([`the configuration file ${full} must hold a JSON object`]);
+  const out: Source = {};
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!(KEYS as readonly string[]).includes(k)) problems.push(`unknown setting "${k}" in ${full} (known: ${KEYS.join(', ')})`);
+    else if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+    else problems.push(`setting "${k}" in ${full} must be a string or a number`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return out;
+}
+
+export interface LoadConfigOptions {
+  env?: Source;
+  file?: string;
+  /** Values a command supplies when nothing else does (e.g. `dev` fills in the emulator's URL). */
+  defaults?: Source;
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const source: Source = { ...options.defaults, ...readConfigFile(options.file ?? env.SWITCHBOARD_CONFIG) };
+  for (const k of KEYS) if (env[k] !== undefined && env[k] !== '') source[k] = env[k];
+  const problems: string[] = [];
+  const get = (k: (typeof KEYS)[number]) => source[k];
+
+  const int = (k: (typeof KEYS)[number], fallback: number, min: number, max: number): number => {
+    const raw = get(k);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${k} must be a whole number from ${min} to ${max}; it is "${raw}"`);
+      return fallback;
+    }
+    return n;
+  };
+  const url = (k: (typeof KEYS)[number], fallback: string): string => {
+    const raw = get(k) ?? fallback;
+    try {
+      const u = new URL(raw);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    } catch {
+      problems.push(`${k} must be an http(s) URL such as https://example.com; it is "${raw}"`);
+    }
+    return raw.replace(/\/+$/, '');
+  };
+  const required = (k: (typeof KEYS)[number], why: string): string => {
+    const v = get(k);
+    if (!v) {
+      problems.push(`${k} is required: ${why}`);
+      return '';
+    }
+    return v;
+  };
+
+  const port = int('PORT', 3000, 0, 65535);
+  const host = get('HOST') ?? '0.0.0.0';
+  const dataDir = resolve(get('SWITCHBOARD_DATA_DIR') ?? '.switchboard');
+  const databaseUrl = get('DATABASE_URL') ?? join(dataDir, 'switchboard.db');
+  if (/^[a-z]+:\/\//i.test(databaseUrl) && !/^postgres(ql)?:\/\//i.test(databaseUrl)) {
+    problems.push(`DATABASE_URL must be a postgres:// URL or a SQLite file path; it is "${databaseUrl.replace(/:[^:@/]*@/, ':***@')}"`);
+  }
+  const secretKey = required('SWITCHBOARD_SECRET_KEY', 'it encrypts Page tokens at rest (32 random bytes as 64 hex characters; `switchboard dev` makes one)');
+  if (secretKey && secretKey.length < 32) problems.push('SWITCHBOARD_SECRET_KEY is too short: use 32 random bytes (64 hex characters)');
+  const appId = required('META_APP_ID', "your Meta app's id, from the app dashboard");
+  if (appId && !/^\d+$/.test(appId)) problems.push(`META_APP_ID must be digits only; it is "${appId}"`);
+  const appSecret = required('META_APP_SECRET', "your Meta app's secret: webhook signatures are checked with it");
+  const verifyToken = required('META_VERIFY_TOKEN', 'the token you typed into the webhook settings of your Meta app');
+  const graphVersion = get('META_GRAPH_VERSION') ?? 'v25.0';
+  if (!/^v\d+\.\d+$/.test(graphVersion)) problems.push(`META_GRAPH_VERSION must look like v25.0; it is "${graphVersion}"`);
+  const graphUrl = url('META_GRAPH_URL', 'https://graph.facebook.com');
+  const dialogUrl = url('META_DIALOG_URL', 'https://www.facebook.com');
+  const publicUrl = url('PUBLIC_URL', `http://127.0.0.1:${port}`);
+  const allow = (get('SWITCHBOARD_ALLOW_PRIVATE_URLS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const logLevel = get('LOG_LEVEL') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; it is "${logLevel}"`);
+
+  const config: Config = {
+    port,
+    host,
+    publicUrl,
+    databaseUrl,
+    dataDir,
+    secretKey,
+    meta: { appId, appSecret, verifyToken, graphUrl, graphVersion, dialogUrl, timeoutMs: int('META_TIMEOUT_MS', 20_000, 100, 120_000) },
+    allowPrivateUrls: allow,
+    logLevel,
+    // Hourly: a revoked token is noticed within the hour even when nothing is being sent.
+    senderCheckIntervalMs: int('SENDER_CHECK_INTERVAL_MS', 3_600_000, 1_000, 86_400_000),
+    concurrency: int('SWITCHBOARD_CONCURRENCY', 16, 1, 256),
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,50 @@
+/** Every error leaves as `{error: {code, message, details}}` with the catalogue's status; never a stack. */
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { GatewayError, isGatewayError } from '../domain/errors.js';
+
+function fromFastify(err: FastifyError): GatewayError | undefined {
+  if (err.validation) {
+    const first = err.validation[0];
+    const field = first ? `${err.validationContext ?? 'body'}${first.instancePath.replace(/\//g, '.')}` : err.validationContext ?? 'body';
+    const missing = first?.keyword === 'required' ? String((first.params as { missingProperty?: string }).missingProperty ?? '') : '';
+    const extra = first?.keyword === 'additionalProperties' ? String((first.params as { additionalProperty?: string }).additionalProperty ?? '') : '';
+    const at = missing ? `${field}.${missing}` : extra ? `${field}.${extra}` : field;
+    const reason = missing ? `${at} is required` : extra ? `${at} is not a known field` : `${at} ${first?.message ?? 'is invalid'}`;
+    return new GatewayError('VALIDATION_FAILED', { reason, field: at });
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new GatewayError('PAYLOAD_TOO_LARGE');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new GatewayError('UNSUPPORTED_CONTENT_TYPE');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new GatewayError('VALIDATION_FAILED', { reason: 'the body is empty; send a JSON object', field: 'body' });
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new GatewayError('VALIDATION_FAILED', { reason: 'the body is not valid JSON', field: 'body' });
+  }
+  if (err instanceof SyntaxError || (err as { type?: string }).type === 'entity.parse.failed') {
+    return new GatewayError('VALIDATION_FAILED', { reason: 'the body is not valid JSON', field: 'body' });
+  }
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return new GatewayError('VALIDATION_FAILED', { reason: err.message, field: 'request' });
+  }
+  return undefined;
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const known = isGatewayError(err) ? err : fromFastify(err);
+    if (known) {
+      if (known.status >= 500) request.log.error({ err }, 'request failed');
+      return reply.status(known.status).send(known.toJSON());
+    }
+    request.log.error({ err }, 'unexpected error');
+    const internal = new GatewayError('INTERNAL');
+    return reply.status(500).send(internal.toJSON());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const err = new GatewayError('NOT_FOUND', { resource: 'route' }, `There is no route ${request.method} ${request.url.split('?')[0]}.`);
+    return reply.status(404).send(err.toJSON());
+  });
+}

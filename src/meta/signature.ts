@@ -1,0 +1,58 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+/**
+ * Meta signs every webhook POST with the app secret over the exact bytes it sent:
+ * `X-Hub-Signature-256: sha256=<lowercase hex>`. Meta escapes non-ASCII as `\uXXXX` and `/` as `\/`,
+ * so the check must run on the raw body; a re-serialised body gives another HMAC. Older senders
+ * used `X-Hub-Signature: sha1=<hex>`; it is accepted only when the sha256 header is absent, so an
+ * attacker cannot downgrade a request that carries both.
+ */
+
+/** Node's `IncomingHttpHeaders`, a plain record, or a fetch-style `Headers`. */
+export type HeaderBag = Record<string, string | string[] | undefined> | { get(name: string): string | null };
+
+export type SignatureAlgorithm = 'sha256' | 'sha1';
+
+function header(headers: HeaderBag, name: string): string | undefined {
+  if (typeof (headers as { get?: unknown }).get === 'function') {
+    const value = (headers as { get(name: string): string | null }).get(name);
+    return value ?? undefined;
+  }
+  const record = headers as Record<string, string | string[] | undefined>;
+  let value = record[name];
+  if (value === undefined) {
+    // Node lower-cases incoming header names; other callers may not.
+    const key = Object.keys(record).find((k) => k.toLowerCase() === name);
+    value = key === undefined ? undefined : record[key];
+  }
+  if (Array.isArray(value)) return value[0];
+  return value;
+}
+
+/** The header value Meta would send for this body: `sha256=<hex>` (or `sha1=<hex>`). */
+export function signBody(body: Buffer | string, appSecret: string, algorithm: SignatureAlgorithm = 'sha256'): string {
+  return `${algorithm}=${createHmac(algorithm, appSecret).update(body).digest('hex')}`;
+}
+
+function matches(rawBody: Buffer, appSecret: string, algorithm: SignatureAlgorithm, given: string): boolean {
+  const prefix = `${algorithm}=`;
+  if (!given.toLowerCase().startsWith(prefix)) return false;
+  const hex = given.slice(prefix.length).trim().toLowerCase();
+  const expected = createHmac(algorithm, appSecret).update(rawBody).digest();
+  // A wrong length or non-hex text cannot match; compare only equal-length buffers, in constant time.
+  if (!/^[0-9a-f]*$/.test(hex) || hex.length !== expected.length * 2) return false;
+  return timingSafeEqual(Buffer.from(hex, 'hex'), expected);
+}
+
+/**
+ * Whether the raw body carries a valid signature from the app. Never throws: a missing, malformed
+ * or wrong signature is `false`.
+ */
+export function verifyMetaSignature(rawBody: Buffer, headers: HeaderBag, appSecret: string): boolean {
+  if (appSecret === '') return false;
+  const sha256 = header(headers, 'x-hub-signature-256');
+  if (sha256 !== undefined && sha256 !== '') return matches(rawBody, appSecret, 'sha256', sha256);
+  const sha1 = header(headers, 'x-hub-signature');
+  if (sha1 !== undefined && sha1 !== '') return matches(rawBody, appSecret, 'sha1', sha1);
+  return false;
+}

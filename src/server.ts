@@ -1,0 +1,211 @@
+/**
+ * Assembly: one process with the HTTP surfaces, the job runner and the periodic checks.
+ * `buildServer` wires everything from a `Config`; `start()` listens, `close()` drains and stops.
+ */
+import Fastify, { LogController } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import swagger from '@fastify/swagger';
+import formbody from '@fastify/formbody';
+import type { Logger } from 'pino';
+import { sql } from 'kysely';
+import type { Config } from './config.js';
+import { createLogger } from './logger.js';
+import { openStore, migrate } from './store/db.js';
+import type { Store } from './store/db.js';
+import { SecretBox } from './store/secrets.js';
+import { MediaFiles } from './store/media-files.js';
+import { startCheckpointer } from './store/checkpoint.js';
+import { listLiveSenders } from './store/senders.js';
+import { GraphClient } from './meta/graph.js';
+import { JobQueue } from './jobs/queue.js';
+import { JobRunner } from './jobs/runner.js';
+import type { JobHandler } from './jobs/runner.js';
+import { UrlGuard } from './net/url-guard.js';
+import type { PipelineContext } from './pipeline/context.js';
+import { checkSender } from './pipeline/senders.js';
+import { registerIngress } from './pipeline/ingress.js';
+import { inboundJobHandlers } from './pipeline/inbound.js';
+import { outboundJobHandlers } from './pipeline/outbound.js';
+import { deliveryJobHandlers } from './delivery/index.js';
+import { installErrorHandling } from './http/errors.js';
+import { bearerAuth } from './http/auth.js';
+import { ErrorSchema } from './dialects/native/schemas.js';
+import { SenderSchema, senderConnectCallbackRoutes, senderRoutes } from './dialects/native/senders.js';
+import { accountRoutes } from './dialects/native/accounts.js';
+import { endpointRoutes } from './dialects/native/endpoints.js';
+import { eventRoutes } from './dialects/native/events.js';
+import { mediaRoutes } from './dialects/native/media.js';
+import { mediaUploadRoutes } from './dialects/native/media-upload.js';
+import { messageRoutes } from './dialects/native/messages.js';
+import { contactRoutes } from './dialects/native/contacts.js';
+import { conversationRoutes } from './dialects/native/conversations.js';
+import { actionRoutes } from './dialects/native/actions.js';
+
+export interface BuildOptions {
+  /** Use this store instead of opening `config.databaseUrl` (tests). */
+  store?: Store;
+  logger?: Logger;
+  /** The clock (tests move it with the emulator's). */
+  now?: () => number;
+  /** Start the job runner (default true). */
+  runJobs?: boolean;
+  /** Extra job handlers or overrides (tests). */
+  handlers?: Record<string, JobHandler>;
+  /** Retry delays for tests that cannot wait minutes. */
+  fastRetries?: boolean;
+}
+
+export interface Gateway {
+  app: FastifyInstance;
+  ctx: PipelineContext;
+  runner: JobRunner;
+  config: Config;
+  /** Listens on config.port/host; resolves with the bound URL. */
+  start(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export const VERSION = '0.1.0';
+
+export async function buildServer(config: Config, options: BuildOptions = {}): Promise<Gateway> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const store = options.store ?? (await openStore({ url: config.databaseUrl }));
+  const ownsStore = options.store === undefined;
+  await migrate(store);
+  const now = options.now ?? Date.now;
+  const secrets = SecretBox.fromString(config.secretKey);
+  const graph = new GraphClient({
+    baseUrl: config.meta.graphUrl,
+    version: config.meta.graphVersion,
+    appId: config.meta.appId,
+    appSecret: config.meta.appSecret,
+    timeoutMs: config.meta.timeoutMs,
+  });
+  const queue = new JobQueue(store);
+  const ctx: PipelineContext = {
+    store,
+    queue,
+    graph,
+    secrets,
+    logger,
+    urlGuard: new UrlGuard({ allowPrivate: config.allowPrivateUrls }),
+    media: new MediaFiles(config.dataDir),
+    now,
+    publicUrl: config.publicUrl,
+    dialogUrl: config.meta.dialogUrl,
+  };
+
+  const handlers: Record<string, JobHandler> = {
+    ...inboundJobHandlers(ctx),
+    ...deliveryJobHandlers(ctx),
+    ...outboundJobHandlers(ctx),
+    'sender.check': async (job) => {
+      await checkSender(ctx, (job.payload as { sender_id: string }).sender_id);
+    },
+    ...options.handlers,
+  };
+  const runner = new JobRunner({ store, queue, handlers, concurrency: config.concurrency, logger });
+
+  const base = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // Per-request info logs would cost more CPU than the ingress write itself; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    trustProxy: true,
+    // Unknown body fields are refused (additionalProperties: false means it), not silently dropped;
+    // query strings still coerce ("50" -> 50).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  });
+  installErrorHandling(base);
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  app.addSchema(ErrorSchema);
+  app.addSchema(SenderSchema);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Switchboard API', version: VERSION, description: 'Self-hosted gateway for Messenger and Instagram Direct. Errors: see docs/errors.md.' },
+      servers: [{ url: config.publicUrl }],
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key (`sk_…`).' } } },
+      security: [{ apiKey: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok', version: VERSION }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    try {
+      await sql`select 1`.execute(store.db);
+    } catch (err) {
+      return reply.status(503).send({ status: 'unavailable', reason: `database: ${(err as Error).message}` });
+    }
+    return { status: 'ready', database: store.engine, jobs: runner.isRunning() ? 'running' : 'stopped' };
+  });
+
+  await registerIngress(base, { ctx, appSecret: config.meta.appSecret, verifyToken: config.meta.verifyToken });
+
+  await app.register(
+    async (v1) => {
+      v1.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+      await v1.register(async (pub) => {
+        await pub.register(formbody);
+        await pub.register(senderConnectCallbackRoutes(ctx));
+      });
+      await v1.register(async (api) => {
+        api.addHook('onRequest', bearerAuth(store.db, now));
+        await api.register(accountRoutes(store.db));
+        await api.register(senderRoutes(ctx));
+        await api.register(endpointRoutes(ctx));
+        await api.register(eventRoutes(ctx));
+        await api.register(mediaRoutes(ctx));
+        await api.register(mediaUploadRoutes(ctx));
+        await api.register(messageRoutes(ctx));
+        await api.register(contactRoutes(ctx));
+        await api.register(conversationRoutes(ctx));
+        await api.register(actionRoutes(ctx));
+      });
+    },
+    { prefix: '/v1' },
+  );
+
+  const checkpointer = store.engine === 'sqlite' ? startCheckpointer(store) : undefined;
+  let checkTimer: NodeJS.Timeout | undefined;
+  const scheduleChecks = async () => {
+    const due = now() - config.senderCheckIntervalMs;
+    const senders = await listLiveSenders(store.db);
+    const stale = senders.filter((s) => (s.last_checked_at ?? 0) < due);
+    if (stale.length === 0) return;
+    await queue.transaction(async (trx) => {
+      for (const s of stale) await queue.enqueue(trx, { kind: 'sender.check', key: `check:${s.id}`, payload: { sender_id: s.id }, maxAttempts: 1 });
+    });
+  };
+
+  let closed = false;
+  return {
+    app: base,
+    ctx,
+    runner,
+    config,
+    async start() {
+      if (options.runJobs !== false) runner.start();
+      const url = await app.listen({ port: config.port, host: config.host });
+      // Checks are spread over the interval: a tenth of it between scans keeps each sender within 1.1x.
+      checkTimer = setInterval(() => {
+        scheduleChecks().catch((err: unknown) => logger.error({ err }, 'scheduling sender checks failed'));
+      }, Math.max(1000, Math.floor(config.senderCheckIntervalMs / 10)));
+      checkTimer.unref();
+      return url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '127.0.0.1');
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (checkTimer) clearInterval(checkTimer);
+      await app.close();
+      await runner.stop();
+      await checkpointer?.stop();
+      await graph.close();
+      if (ownsStore) await store.close();
+    },
+  };
+}

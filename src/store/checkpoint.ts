@@ -1,0 +1,160 @@
+/**
+ * SQLite WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside whichever
+ * commit crosses 1000 WAL pages, on the main thread, and stalls it for 8-17 ms; so the writer's
+ * automatic checkpoints are turned off and a worker thread with its own connection checkpoints
+ * PASSIVE (never waits for, never blocks the writer) on a timer. If the WAL still grows past a limit
+ * (a long reader kept PASSIVE from finishing), a RESTART checkpoint is the safety valve: it waits
+ * for readers and lets the next writer start the WAL from the beginning.
+ * PostgreSQL and in-memory databases need none of this; `startCheckpointer` is then a no-op.
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type { Store } from './db.js';
+
+export interface CheckpointerOptions {
+  /** How often the worker checkpoints. */
+  intervalMs?: number;
+  /** WAL content (frames x page size) above which a RESTART checkpoint runs. */
+  restartAboveBytes?: number;
+  /** Told when the worker fails (the writer then checkpoints by itself again). */
+  onError?: (err: Error) => void;
+}
+
+export interface CheckpointResult {
+  mode: 'PASSIVE' | 'RESTART';
+  /** 1 when the checkpoint could not finish because of a reader or writer. */
+  busy: number;
+  /** Frames in the WAL. */
+  log: number;
+  /** Frames copied into the database file. */
+  checkpointed: number;
+}
+
+export interface Checkpointer {
+  /** Runs one checkpoint now (the timer keeps running); resolves with its result. */
+  checkpointNow(): Promise<CheckpointResult[]>;
+  /** Stops the worker and gives checkpoints back to the writer. */
+  stop(): Promise<void>;
+}
+
+// Half a second keeps the WAL to a few MB at thousands of writes per second while costing the
+// worker one cheap call per tick when nothing changed.
+const DEFAULT_INTERVAL_MS = 500;
+// 64 MB of WAL means PASSIVE has been losing for a while; reads slow down as the WAL grows.
+const DEFAULT_RESTART_ABOVE_BYTES = 64 * 1024 * 1024;
+// SQLite's default automatic checkpoint threshold, given back to the writer on stop.
+const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
+// The RESTART valve waits this long for readers before giving up until the next tick.
+const RESTART_BUSY_TIMEOUT_MS = 2000;
+
+/**
+ * The worker's code, evaluated as a script so it runs the same from sources (tests) and from the
+ * build; `better-sqlite3` is passed in as a resolved path.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma('busy_timeout = ' + workerData.busyTimeoutMs);
+const pageSize = db.pragma('page_size', { simple: true });
+function run(mode) {
+  const row = db.pragma('wal_checkpoint(' + mode + ')')[0];
+  return { mode, busy: row.busy, log: row.log, checkpointed: row.checkpointed };
+}
+function tick() {
+  const results = [run('PASSIVE')];
+  const last = results[0];
+  if (last.log * pageSize > workerData.restartAboveBytes) results.push(run('RESTART'));
+  return results;
+}
+const timer = setInterval(() => {
+  try { tick(); } catch (err) { parentPort.postMessage({ type: 'error', message: String(err && err.message || err) }); }
+}, workerData.intervalMs);
+parentPort.on('message', (msg) => {
+  if (msg.type === 'now') {
+    try { parentPort.postMessage({ type: 'result', id: msg.id, results: tick() }); }
+    catch (err) { parentPort.postMessage({ type: 'result', id: msg.id, error: String(err && err.message || err) }); }
+  } else if (msg.type === 'stop') {
+    clearInterval(timer);
+    db.close();
+    parentPort.close();
+  }
+});
+`;
+
+type WorkerMessage =
+  | { type: 'error'; message: string }
+  | { type: 'result'; id: number; results?: CheckpointResult[]; error?: string };
+
+export function startCheckpointer(store: Store, options: CheckpointerOptions = {}): Checkpointer {
+  const sqlite = store.sqlite;
+  if (store.engine !== 'sqlite' || !sqlite || sqlite.memory) {
+    return { checkpointNow: async () => [], stop: async () => undefined };
+  }
+  const path = sqlite.name;
+  sqlite.pragma('wal_autocheckpoint = 0');
+  // When the WAL is reset it is also cut back, so one burst does not leave a huge file behind.
+  sqlite.pragma(`journal_size_limit = ${options.restartAboveBytes ?? DEFAULT_RESTART_ABOVE_BYTES}`);
+
+  const worker = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: {
+      driver: createRequire(import.meta.url).resolve('better-sqlite3'),
+      path,
+      intervalMs: options.intervalMs ?? DEFAULT_INTERVAL_MS,
+      restartAboveBytes: options.restartAboveBytes ?? DEFAULT_RESTART_ABOVE_BYTES,
+      busyTimeoutMs: RESTART_BUSY_TIMEOUT_MS,
+    },
+  });
+  // The checkpointer must never keep a finished process alive.
+  worker.unref();
+
+  let nextId = 1;
+  const waiting = new Map<number, { resolve(r: CheckpointResult[]): void; reject(e: Error): void }>();
+  let stopped = false;
+  const giveBack = () => {
+    if (sqlite.open) sqlite.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT}`);
+  };
+
+  worker.on('message', (msg: WorkerMessage) => {
+    if (msg.type === 'error') {
+      options.onError?.(new Error(`WAL checkpoint failed: ${msg.message}`));
+      return;
+    }
+    const pending = waiting.get(msg.id);
+    if (!pending) return;
+    waiting.delete(msg.id);
+    if (msg.error !== undefined) pending.reject(new Error(`WAL checkpoint failed: ${msg.error}`));
+    else pending.resolve(msg.results ?? []);
+  });
+  const exited = new Promise<void>((resolve) => {
+    worker.once('exit', () => {
+      for (const pending of waiting.values()) pending.reject(new Error('the checkpointer stopped'));
+      waiting.clear();
+      // Whatever ended the worker, the writer checkpoints by itself again rather than grow the WAL.
+      giveBack();
+      resolve();
+    });
+  });
+  worker.on('error', (err) => {
+    options.onError?.(err);
+  });
+
+  return {
+    checkpointNow() {
+      if (stopped) return Promise.reject(new Error('the checkpointer is stopped'));
+      const id = nextId++;
+      return new Promise<CheckpointResult[]>((resolve, reject) => {
+        waiting.set(id, { resolve, reject });
+        worker.postMessage({ type: 'now', id });
+      });
+    },
+    async stop() {
+      if (!stopped) {
+        stopped = true;
+        worker.postMessage({ type: 'stop' });
+      }
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/** Senders: connected Pages and Instagram accounts. Every read is scoped to an account, except the
+ * ingress lookup by Meta id, which is how an event finds its account in the first place. */
+import type { Db } from './db.js';
+import type { NewSender, SenderRow, SenderUpdate } from './schema.js';
+
+export async function insertSender(db: Db, row: NewSender): Promise<void> {
+  await db.insertInto('senders').values(row).execute();
+}
+
+export async function getSender(db: Db, accountId: string, id: string): Promise<SenderRow | undefined> {
+  return db.selectFrom('senders').selectAll().where('account_id', '=', accountId).where('id', '=', id).executeTakeFirst();
+}
+
+/** Unscoped, for jobs that already hold a sender id they were given by scoped code. */
+export async function getSenderById(db: Db, id: string): Promise<SenderRow | undefined> {
+  return db.selectFrom('senders').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function listSenders(db: Db, accountId: string, opts: { after?: string; limit: number; includeDisconnected?: boolean }): Promise<SenderRow[]> {
+  let q = db.selectFrom('senders').selectAll().where('account_id', '=', accountId);
+  if (!opts.includeDisconnected) q = q.where('health', '<>', 'disconnected');
+  if (opts.after) q = q.where('id', '>', opts.after);
+  return q.orderBy('id').limit(opts.limit).execute();
+}
+
+/** The connected sender for a Meta id (Page id or Instagram account id), whatever its account. */
+export async function findLiveSenderByMetaId(db: Db, channel: 'messenger' | 'instagram', metaId: string): Promise<SenderRow | undefined> {
+  return db
+    .selectFrom('senders')
+    .selectAll()
+    .where('channel', '=', channel)
+    .where('meta_id', '=', metaId)
+    .where('health', '<>', 'disconnected')
+    .executeTakeFirst();
+}
+
+export async function updateSender(db: Db, accountId: string, id: string, changes: SenderUpdate): Promise<void> {
+  await db.updateTable('senders').set(changes).where('account_id', '=', accountId).where('id', '=', id).execute();
+}
+
+export async function listLiveSenders(db: Db): Promise<SenderRow[]> {
+  return db.selectFrom('senders').selectAll().where('health', '<>', 'disconnected').orderBy('id').execute();
+}

@@ -1,0 +1,54 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startCheckpointer } from '../../../src/store/checkpoint.js';
+import type { Checkpointer } from '../../../src/store/checkpoint.js';
+import { insertInboundBatches } from '../../../src/store/inbound-batches.js';
+import { openTestStore } from '../../support/db.js';
+import type { TestStore } from '../../support/db.js';
+
+describe('WAL checkpoints off the event loop (SQLite)', () => {
+  let store: TestStore | undefined;
+  let checkpointer: Checkpointer | undefined;
+  afterEach(async () => {
+    await checkpointer?.stop();
+    await store?.dispose();
+    checkpointer = undefined;
+    store = undefined;
+  });
+
+  it('turn off automatic checkpoints on the writer and checkpoint from the worker', async () => {
+    store = await openTestStore('sqlite');
+    // A long interval: this test drives the checkpoints itself.
+    checkpointer = startCheckpointer(store, { intervalMs: 60_000 });
+    expect(store.sqlite!.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    for (let i = 0; i < 20; i += 1) await insertInboundBatches(store.db, ['x'.repeat(4000)], i);
+    const [passive] = await checkpointer.checkpointNow();
+    expect(passive).toMatchObject({ mode: 'PASSIVE', busy: 0 });
+    expect(passive!.log).toBeGreaterThan(0);
+    expect(passive!.checkpointed).toBe(passive!.log);
+  });
+
+  it('run a RESTART checkpoint when the WAL grows past the limit', async () => {
+    store = await openTestStore('sqlite');
+    checkpointer = startCheckpointer(store, { intervalMs: 60_000, restartAboveBytes: 1 });
+    await insertInboundBatches(store.db, ['y'.repeat(10_000)], 1);
+    const results = await checkpointer.checkpointNow();
+    expect(results.map((r) => r.mode)).toEqual(['PASSIVE', 'RESTART']);
+    expect(results[1]!.busy).toBe(0);
+  });
+
+  it('give checkpoints back to the writer when stopped', async () => {
+    store = await openTestStore('sqlite');
+    checkpointer = startCheckpointer(store, { intervalMs: 60_000 });
+    await checkpointer.stop();
+    expect(store.sqlite!.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    await expect(checkpointer.checkpointNow()).rejects.toThrow('stopped');
+  });
+
+  it('do nothing for PostgreSQL, which checkpoints on its own', async () => {
+    store = await openTestStore('sqlite');
+    const noop = startCheckpointer({ ...store, engine: 'postgres', sqlite: undefined });
+    expect(await noop.checkpointNow()).toEqual([]);
+    await noop.stop();
+    expect(store.sqlite!.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+  });
+});

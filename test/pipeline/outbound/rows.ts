@@ -1,0 +1,117 @@
+/** Rows for the store-level outbound suites: an account, a sender, a contact, a conversation, messages. */
+import { newId } from '../../../src/domain/ids.js';
+import { createAccount } from '../../../src/store/accounts.js';
+import type { Db } from '../../../src/store/db.js';
+import type { ContactRow, ConversationRow, MessageRow, SenderRow } from '../../../src/store/schema.js';
+
+export interface Rows {
+  accountId: string;
+  sender: SenderRow;
+  contact: ContactRow;
+  conversation: ConversationRow;
+}
+
+export async function seedRows(db: Db, now: number): Promise<Rows> {
+  const account = await createAccount(db, { name: 'Rows' }, now);
+  const sender: SenderRow = {
+    id: newId('snd', now),
+    account_id: account.id,
+    channel: 'messenger',
+    meta_id: `${now}`,
+    page_id: `${now}`,
+    name: 'Page',
+    username: null,
+    token_enc: 'sealed',
+    health: 'active',
+    health_reason: null,
+    health_changed_at: now,
+    inbound_url: null,
+    inbound_method: 'POST',
+    fallback_url: null,
+    fallback_method: 'POST',
+    status_url: null,
+    status_method: 'POST',
+    format: 'native',
+    human_agent: 0,
+    settings: '{}',
+    last_checked_at: null,
+    created_at: now,
+    updated_at: now,
+  };
+  await db.insertInto('senders').values(sender).execute();
+  const contact: ContactRow = {
+    id: newId('con', now),
+    account_id: account.id,
+    sender_id: sender.id,
+    channel: 'messenger',
+    psid: '24000000000000001',
+    user_ref: null,
+    name: null,
+    first_name: null,
+    last_name: null,
+    username: null,
+    profile_pic: null,
+    locale: null,
+    profile_status: 'fetched',
+    profile_fetched_at: now,
+    last_inbound_at: now,
+    ad_window_until: null,
+    user_ref_at: null,
+    blocked_at: null,
+    opted_out_at: null,
+    refs: '[]',
+    profile_id: null,
+    created_at: now,
+    updated_at: now,
+  };
+  await db.insertInto('contacts').values(contact).execute();
+  const conversation: ConversationRow = {
+    id: newId('cnv', now),
+    account_id: account.id,
+    sender_id: sender.id,
+    contact_id: contact.id,
+    status: 'open',
+    assignee: null,
+    last_message_at: now,
+    created_at: now,
+    updated_at: now,
+    closed_at: null,
+  };
+  await db.insertInto('conversations').values(conversation).execute();
+  return { accountId: account.id, sender, contact, conversation };
+}
+
+export async function insertOutboundRow(db: Db, rows: Rows, now: number, changes: Partial<MessageRow> = {}): Promise<MessageRow> {
+  const row: MessageRow = {
+    id: newId('msg', now),
+    account_id: rows.accountId,
+    sender_id: rows.sender.id,
+    contact_id: rows.contact.id,
+    conversation_id: rows.conversation.id,
+    direction: 'outbound',
+    mid: null,
+    kind: 'text',
+    content: JSON.stringify({ text: 'hi' }),
+    raw: null,
+    status: 'queued',
+    error_code: null,
+    error_message: null,
+    meta_error_code: null,
+    meta_error_subcode: null,
+    origin: 'api',
+    client_ref: null,
+    metadata: null,
+    messaging_type: 'RESPONSE',
+    tag: null,
+    status_callback: null,
+    meta_timestamp: null,
+    created_at: now,
+    updated_at: now,
+    sent_at: null,
+    delivered_at: null,
+    read_at: null,
+    ...changes,
+  };
+  await db.insertInto('messages').values(row).execute();
+  return row;
+}
