@@ -19,6 +19,8 @@ export interface EmulatorContext {
   usage: UsageMeter;
   media: MediaLibrary;
   timers: TimerSet;
+  /** Aborted when the emulator closes, so waits (fault latency) end at once. */
+  closing: AbortSignal;
   /** The emulator's own base URL, e.g. http://127.0.0.1:4000 (known once it listens). */
   baseUrl(): string;
 }

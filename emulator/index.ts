@@ -31,6 +31,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const clock = new EmulatorClock();
   const ids = new IdFactory();
   const state = new EmulatorState(ids, clock);
+  const closing = new AbortController();
   let baseUrl = resolved.publicUrl ?? `http://${hostForUrl(resolved.host)}:${resolved.port}`;
   const ctx: EmulatorContext = {
     options: resolved,
@@ -42,6 +43,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     usage: new UsageMeter(state),
     media: new MediaLibrary(state, ids, () => baseUrl),
     timers: new TimerSet(),
+    closing: closing.signal,
     baseUrl: () => baseUrl,
   };
   const server = await buildServer(ctx);
@@ -51,17 +53,18 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   if (resolved.publicUrl === undefined) baseUrl = `http://${hostForUrl(resolved.host)}:${port}`;
   resolved.logger(`emulator listening on ${baseUrl}`);
 
-  let closing: Promise<void> | null = null;
+  let shutdown: Promise<void> | null = null;
   return {
     url: baseUrl,
     port,
     close() {
-      closing ??= (async () => {
+      shutdown ??= (async () => {
+        closing.abort();
         ctx.timers.clear();
         await ctx.webhooks.close();
         await server.close();
       })();
-      return closing;
+      return shutdown;
     },
   };
 }

@@ -10,6 +10,8 @@ export interface Config {
   host: string;
   /** Where the gateway is reached from outside (links in events, OAuth redirect). */
   publicUrl: string;
+  /** False when PUBLIC_URL was not given: the gateway then uses the address it actually listens on. */
+  publicUrlSet: boolean;
   databaseUrl: string;
   dataDir: string;
   secretKey: string;
@@ -138,6 +140,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     port,
     host,
     publicUrl,
+    publicUrlSet: get('PUBLIC_URL') !== undefined,
     databaseUrl,
     dataDir,
     secretKey,

@@ -90,7 +90,7 @@ export async function startDev(options: { env?: NodeJS.ProcessEnv; say?: (line: 
       defaults: {
         PORT: String(port),
         HOST: env.HOST || '127.0.0.1',
-        PUBLIC_URL: env.PUBLIC_URL || `http://127.0.0.1:${port}`,
+        ...(env.PUBLIC_URL ? { PUBLIC_URL: env.PUBLIC_URL } : {}),
         DATABASE_URL: databaseUrl,
         SWITCHBOARD_DATA_DIR: dataDir,
         SWITCHBOARD_SECRET_KEY: secretKey,

@@ -195,7 +195,9 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         scheduleChecks().catch((err: unknown) => logger.error({ err }, 'scheduling sender checks failed'));
       }, Math.max(1000, Math.floor(config.senderCheckIntervalMs / 10)));
       checkTimer.unref();
-      return url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '127.0.0.1');
+      const bound = url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '127.0.0.1');
+      if (!config.publicUrlSet) ctx.publicUrl = bound;
+      return bound;
     },
     async close() {
       if (closed) return;

@@ -90,7 +90,7 @@ export function graphRoute(ctx: EmulatorContext, handler: GraphHandler, options:
       }
       const objectIds = faultTargets(ctx, call.pathId, peeked);
       const plan = ctx.faults.plan(objectIds, request.url.split('?')[0] ?? request.url);
-      if (plan.latencyMs > 0) await sleep(plan.latencyMs);
+      if (plan.latencyMs > 0) await sleep(plan.latencyMs, ctx.closing);
       const fault = plan.terminal;
       if (fault) {
         ctx.options.logger(`fault: ${fault.kind} on ${request.method} ${request.url.split('?')[0]}`);
@@ -131,7 +131,7 @@ export function graphRoute(ctx: EmulatorContext, handler: GraphHandler, options:
       cpuMs: (cpu.user + cpu.system) / 1000,
     });
     if (dropAfterMs !== null) {
-      if (dropAfterMs > 0) await sleep(dropAfterMs);
+      if (dropAfterMs > 0) await sleep(dropAfterMs, ctx.closing);
       destroy(request, reply);
       return;
     }
@@ -269,6 +269,17 @@ function destroy(request: FastifyRequest, reply: FastifyReply): void {
   request.raw.socket.destroy();
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }

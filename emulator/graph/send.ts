@@ -97,6 +97,7 @@ export async function handleSend(call: GraphCall): Promise<GraphAnswer> {
       return json({ message_id: mid, ...response });
     }
 
+    const replyTo = replyToMid(params);
     const sent = deliverPageMessage(ctx, {
       page,
       app,
@@ -106,7 +107,7 @@ export async function handleSend(call: GraphCall): Promise<GraphAnswer> {
       messagingType,
       ...(tag !== undefined ? { tag } : {}),
       ...(typeof params.persona_id === 'string' ? { personaId: params.persona_id } : {}),
-      ...(replyToMid(params) !== undefined ? { replyTo: replyToMid(params) } : {}),
+      ...(replyTo !== undefined ? { replyTo } : {}),
     });
     ctx.options.logger(`send: page ${page.id} -> ${recipient.thread.scopedId} (${sent.mid})`);
     return json({ recipient_id: recipient.thread.scopedId, message_id: sent.mid, ...response });

@@ -75,13 +75,16 @@ export class JobQueue {
   }
 
   /**
-   * Inserts jobs in the caller's transaction (or directly when given the database itself, and
-   * then wakes the runners at once). In a transaction of your own, call `notify()` after the
-   * commit, or use `transaction()`, which does it for you. Returns the new ids in order.
+   * Inserts jobs in the caller's transaction; given the database itself, in a transaction of its
+   * own that wakes the runners when it commits. In a transaction you opened yourself, call
+   * `notify()` after the commit, or use `transaction()`, which does it for you.
+   * Returns the new ids in order.
    */
   async enqueue(trx: Db, spec: JobSpec | readonly JobSpec[]): Promise<number[]> {
     const specs: readonly JobSpec[] = Array.isArray(spec) ? spec : [spec as JobSpec];
     if (specs.length === 0) return [];
+    // The key locks last until commit, and several insert chunks must land together: always a transaction.
+    if (!trx.isTransaction) return this.transaction((t) => this.enqueue(t, specs));
     const now = this.clock();
     const keys = [...new Set(specs.map((s) => s.key ?? null).filter((k): k is string => k !== null))];
     await lockKeys(trx, this.store.engine, keys, 'shared');
@@ -115,8 +118,7 @@ export class JobQueue {
       const inserted = await trx.insertInto('jobs').values(rows.slice(i, i + ROWS_PER_INSERT)).returning('id').execute();
       for (const row of inserted) ids.push(Number(row.id));
     }
-    if (trx.isTransaction) this.enqueuedIn.add(trx);
-    else await this.notify();
+    this.enqueuedIn.add(trx);
     return ids;
   }
 

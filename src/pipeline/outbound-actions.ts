@@ -74,7 +74,7 @@ export async function sendSenderAction(ctx: PipelineContext, accountId: string, 
     if (cls.backoff === 'rate_limit') pacer.rateLimited(sender.id, (strike) => retryDelayMs(cls, strike, err instanceof MetaApiError ? { usage: err.usage } : {}));
     await ctx.queue.transaction(async (trx) => {
       if (cls.senderEffect === 'reauth_required') await setSenderHealth(ctx, sender, 'reauth_required', `Meta refused the Page token: ${err.message}`, trx);
-      if (cls.contactEffect === 'blocked') await markContactBlocked(trx, contact.id, ctx.now(), ctx.now());
+      if (cls.contactEffect === 'blocked' || cls.contactEffect === 'unavailable') await markContactBlocked(trx, contact.id, ctx.now(), ctx.now());
     });
     throw metaFailureToGatewayError(err, cls);
   }

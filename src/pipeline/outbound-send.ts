@@ -190,7 +190,9 @@ function effectsOf(run: SendRun, cls: MetaErrorClass, err: unknown): (trx: Db) =
     } else if (cls.senderEffect === 'paused') {
       await setSenderHealth(ctx, sender, 'degraded', `Meta blocked the Page from sending for policy violations: ${said}`, trx);
     }
-    if (cls.contactEffect === 'blocked') await markContactBlocked(trx, contact.id, ctx.now(), ctx.now());
+    // Blocked or unavailable, Meta will not deliver until the person writes again (which lifts the
+    // mark): later sends are refused before they leave instead of failing at Meta one by one.
+    if (cls.contactEffect === 'blocked' || cls.contactEffect === 'unavailable') await markContactBlocked(trx, contact.id, ctx.now(), ctx.now());
   };
 }
 

@@ -244,6 +244,12 @@ export function senderConnectCallbackRoutes(ctx: PipelineContext): FastifyPlugin
           throw new GatewayError('VALIDATION_FAILED', { field: 'query.code', reason: req.query.error_description ?? req.query.error ?? 'the login was not approved' });
         }
         let pages: OfferedPage[];
+        // A refreshed page must not spend the code twice (Meta's codes are single use): show what was offered.
+        if (data.pages) {
+          const offered = data.pages.map((p) => ({ id: p.id, name: p.name, instagram: p.instagram }));
+          if (!String(req.headers.accept ?? '').includes('text/html')) return { state: row.state, pages: offered };
+          return reply.type('text/html; charset=utf-8').send(pickPage(row.state, offered));
+        }
         try {
           const short = await ctx.graph.exchangeCode(req.query.code, `${ctx.publicUrl}/v1/senders/connect/callback`);
           const long = await ctx.graph.exchangeLongLived(short.access_token);
