@@ -1,19 +1,67 @@
 /**
  * Group commit for webhook ingress. Each POST waits for a durable write before it is answered, and
  * one commit per request would cap ingress at the disk's commit rate: so requests arriving within
- * a short window (or until a batch fills) are written in one transaction, `inbound_batches` rows
- * plus one `inbound.batch` job each, and every request is answered after that commit.
+ * a short window (or until a group fills) are written together, `inbound_batches` rows plus one
+ * `inbound.batch` job each, and every request is answered after that write is durable.
  * Collecting for a timed window rather than one event-loop turn matters: with a new connection per
  * request, a turn holds a single request.
+ *
+ * How a group is written is the committer's business: SQLite files use `SqliteIngressCommitter`
+ * (prepared statements, the disk flush off the event loop; see `ingress-sqlite.ts`), everything
+ * else `QueueCommitter` (a Kysely transaction through the job queue).
  */
 import type { JobQueue } from '../jobs/queue.js';
 import type { Store } from '../store/db.js';
 import { insertInboundBatches } from '../store/inbound-batches.js';
+import { SqliteIngressCommitter } from './ingress-sqlite.js';
 
 export const INBOUND_BATCH_JOB = 'inbound.batch';
 
 export interface InboundBatchJobPayload {
   batch_id: number;
+}
+
+/** Writes one group durably: the bodies and one `inbound.batch` job each. */
+export interface BatchCommitter {
+  /** Groups that may be on their way at once. */
+  readonly maxInFlight: number;
+  /** Resolves with the batch ids once the group is durable and the job runners are told. */
+  commit(bodies: readonly string[], receivedAt: number): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+// PostgreSQL commits overlap on the server; four in flight keep its pool busy without starving others.
+const POSTGRES_IN_FLIGHT = 4;
+
+/** The portable committer: one Kysely transaction per group through the job queue. */
+export class QueueCommitter implements BatchCommitter {
+  readonly maxInFlight: number;
+
+  constructor(
+    private readonly queue: JobQueue,
+    engine: Store['engine'],
+  ) {
+    this.maxInFlight = engine === 'postgres' ? POSTGRES_IN_FLIGHT : 1;
+  }
+
+  async commit(bodies: readonly string[], receivedAt: number): Promise<number[]> {
+    return this.queue.transaction(async (trx) => {
+      const ids = await insertInboundBatches(trx, bodies, receivedAt);
+      await this.queue.enqueue(
+        trx,
+        ids.map((id) => ({ kind: INBOUND_BATCH_JOB, payload: { batch_id: id } satisfies InboundBatchJobPayload })),
+      );
+      return ids;
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** The best committer for the store: the SQLite fast path for a database file, else the queue's. */
+export function committerFor(store: Store, queue: JobQueue): BatchCommitter {
+  if (store.engine === 'sqlite' && store.sqlite && !store.sqlite.memory) return new SqliteIngressCommitter(store, queue);
+  return new QueueCommitter(queue, store.engine);
 }
 
 export interface IngressWriterOptions {
@@ -24,8 +72,8 @@ export interface IngressWriterOptions {
   windowMs?: number;
   /** A group is written at once when it reaches this many requests. */
   maxGroup?: number;
-  /** Commits in flight at once (SQLite has one writer; PostgreSQL gains from a few). */
-  maxInFlight?: number;
+  /** Overrides the store's default committer. */
+  committer?: BatchCommitter;
 }
 
 interface Waiting {
@@ -34,19 +82,16 @@ interface Waiting {
   reject(err: unknown): void;
 }
 
-// 1 ms: a commit costs about as much, so waiting longer adds latency without larger groups.
+// 1 ms: about what a commit costs, so waiting longer adds latency without making groups larger.
 const DEFAULT_WINDOW_MS = 1;
-// 256 bodies of a few KB make one statement well under SQLite's and PostgreSQL's parameter limits.
+// 256 bodies of a few KB keep one group's statements and memory small.
 const DEFAULT_MAX_GROUP = 256;
-// PostgreSQL commits overlap on the server; four in flight keep its pool busy without starving others.
-const POSTGRES_IN_FLIGHT = 4;
 
 export class IngressWriter {
-  readonly #queue: JobQueue;
+  readonly #committer: BatchCommitter;
   readonly #now: () => number;
   readonly #windowMs: number;
   readonly #maxGroup: number;
-  readonly #maxInFlight: number;
   #waiting: Waiting[] = [];
   #timer: NodeJS.Timeout | null = null;
   #inFlight = 0;
@@ -54,14 +99,13 @@ export class IngressWriter {
   #closed = false;
 
   constructor(options: IngressWriterOptions) {
-    this.#queue = options.queue;
+    this.#committer = options.committer ?? committerFor(options.store, options.queue);
     this.#now = options.now;
     this.#windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
     this.#maxGroup = options.maxGroup ?? DEFAULT_MAX_GROUP;
-    this.#maxInFlight = options.maxInFlight ?? (options.store.engine === 'postgres' ? POSTGRES_IN_FLIGHT : 1);
   }
 
-  /** Resolves once the body is committed together with its `inbound.batch` job. */
+  /** Resolves once the body is durably stored together with its `inbound.batch` job. */
   write(body: string): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('ingress is closing'));
     return new Promise<void>((resolve, reject) => {
@@ -71,7 +115,7 @@ export class IngressWriter {
     });
   }
 
-  /** Writes what is waiting and resolves when no commit is in flight. */
+  /** Writes what is waiting, waits for every group on its way, then releases the committer. */
   async close(): Promise<void> {
     this.#closed = true;
     this.#flush();
@@ -79,6 +123,7 @@ export class IngressWriter {
       await new Promise<void>((resolve) => this.#idle.push(resolve));
       this.#flush();
     }
+    await this.#committer.close();
   }
 
   readonly #onTimer = (): void => {
@@ -91,12 +136,15 @@ export class IngressWriter {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    // While the writer is busy, requests keep gathering: the commit that ends starts the next group.
-    while (this.#waiting.length > 0 && this.#inFlight < this.#maxInFlight) {
+    // While the writer is busy, requests keep gathering: the group that ends starts the next one.
+    while (this.#waiting.length > 0 && this.#inFlight < this.#committer.maxInFlight) {
       const group = this.#waiting.length <= this.#maxGroup ? this.#waiting : this.#waiting.slice(0, this.#maxGroup);
       this.#waiting = group === this.#waiting ? [] : this.#waiting.slice(this.#maxGroup);
       this.#inFlight += 1;
-      this.#commit(group).then(
+      this.#committer.commit(
+        group.map((w) => w.body),
+        this.#now(),
+      ).then(
         () => this.#settled(group, null),
         (err: unknown) => this.#settled(group, err ?? new Error('ingress write failed')),
       );
@@ -113,17 +161,5 @@ export class IngressWriter {
       this.#idle = [];
       for (const wake of idle) wake();
     }
-  }
-
-  async #commit(group: Waiting[]): Promise<void> {
-    const bodies = group.map((w) => w.body);
-    const receivedAt = this.#now();
-    await this.#queue.transaction(async (trx) => {
-      const ids = await insertInboundBatches(trx, bodies, receivedAt);
-      await this.#queue.enqueue(
-        trx,
-        ids.map((id) => ({ kind: INBOUND_BATCH_JOB, payload: { batch_id: id } satisfies InboundBatchJobPayload })),
-      );
-    });
   }
 }

@@ -265,6 +265,7 @@ async function runSend(ctx: PipelineContext, options: SendJobOptions, job: Job, 
       state.uncertain = { part: stopped.part, since: stopped.since, code: 'UPSTREAM_TIMEOUT', reason: 'the gateway stopped while the send was in flight', resend: true };
       ctx.logger.warn({ account: message.account_id, sender: message.sender_id, message: message.id, part: stopped.part }, 'a send was in flight when its run stopped; checking for its echo');
     }
+    await saveState(run);
   }
   if (state.uncertain !== undefined) {
     const outcome = reconcileUncertain(message, state, contact, ctx.queue.now(), options);

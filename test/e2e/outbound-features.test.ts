@@ -274,6 +274,17 @@ describeEachEngine('sending, the whole surface', (engine) => {
     expect(contacts.body.data.map((c) => c.id)).toContain(customer.contactId);
     expect((await world.api('GET', '/contacts/con_nope')).status).toBe(404);
   });
+});
+
+describeEachEngine('a send in flight when its run stopped', (engine) => {
+  let world: World;
+  beforeAll(async () => {
+    // Long enough for the held-back echo to arrive within the wait on a loaded machine.
+    world = await startWorld(engine, { send: { reconcileWaitMs: 5_000 } });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
 
   it('checks for the echo of a send that was in flight when its run stopped, and sends it only if none came', async () => {
     // Two messages whose previous run "stopped" mid-send: Meta got the first (its echo is held

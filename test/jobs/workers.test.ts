@@ -2,12 +2,14 @@ import { afterEach, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { JobQueue } from '../../src/jobs/queue.js';
 import { JobRunner } from '../../src/jobs/runner.js';
+import { claimJobs } from '../../src/jobs/claim.js';
+import { recordOutcomes } from '../../src/jobs/finish.js';
 import type { Job } from '../../src/jobs/job.js';
 import { openStore } from '../../src/store/db.js';
 import type { Store } from '../../src/store/db.js';
 import { POSTGRES_URL, describeEachEngine, openTestStore } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
-import { Latch, waitFor } from './support.js';
+import { Latch, gate, waitFor } from './support.js';
 
 /** A second view of the same database: on PostgreSQL its own pool, as another gateway process has. */
 async function secondStore(store: TestStore): Promise<{ store: Store; close(): Promise<void> }> {
@@ -87,4 +89,39 @@ describeEachEngine('two workers', (engine) => {
     }
     expect(await queues[0]?.counts()).toEqual([]);
   });
+
+  if (engine === 'postgres') {
+    it('never strand a job enqueued behind one that finishes at the same moment', async () => {
+      store = await openTestStore(engine);
+      const queue = new JobQueue(store);
+      const [first] = await queue.enqueue(store.db, { kind: 'send', key: 'conv', payload: 'first' });
+      const [claimed] = await claimJobs(store, { workerId: 'w', kinds: ['send'], limit: 1, leaseMs: 60_000, now: Date.now() });
+      expect(claimed?.id).toBe(first);
+
+      // A caller's transaction enqueues the next job of the key (parked behind the running one) and stays open…
+      const entered = gate();
+      const commit = gate();
+      let second: number | undefined;
+      const caller = store.db.transaction().execute(async (trx) => {
+        [second] = await queue.enqueue(trx, { kind: 'send', key: 'conv', payload: 'second' });
+        entered.release();
+        await commit.promise;
+      });
+      await entered.promise;
+      // …while the running job finishes: its finish must wait for the caller, or it misses the parked job.
+      let finished = false;
+      const finishing = recordOutcomes(store, { workerId: 'w', outcomes: [{ type: 'done', id: first!, attempts: 1, key: 'conv' }], now: Date.now(), keepDone: false }).then(
+        () => void (finished = true),
+      );
+      await waitFor('the finish to complete or wait for the key lock', async () => {
+        if (finished) return true;
+        const { rows } = await sql<{ n: number }>`select count(*) as n from pg_locks where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`.execute(store!.db);
+        return Number(rows[0]?.n) > 0;
+      });
+      commit.release();
+      await caller;
+      await finishing;
+      expect((await queue.get(second!))?.state).toBe('pending');
+    });
+  }
 });
