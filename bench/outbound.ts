@@ -27,8 +27,6 @@ const CUSTOMERS = 1000;
 
 export async function outboundScenario(d: Deps): Promise<Record<string, unknown>> {
   const emulator = await d.emulatorInChild();
-  // The Send API limit is per Page per second; the benchmark measures the gateway, not the limit.
-  await d.api('PATCH', `${emulator.url}/_emulator/config`, { send_rate_limit_per_second: 100_000, delivery_delay_ms: 50, read_delay_ms: null }).catch(() => undefined);
   const { dir, config } = d.tempConfig({ META_GRAPH_URL: emulator.url, META_DIALOG_URL: emulator.url });
   const app = await d.api<{ id: string; secret: string; verify_token: string }>('POST', `${emulator.url}/_emulator/apps`, {});
   const cfg: Config = { ...config, meta: { ...config.meta, appId: app.id, appSecret: app.secret, verifyToken: app.verify_token } };

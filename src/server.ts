@@ -188,7 +188,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     runner,
     config,
     async start() {
-      if (options.runJobs !== false) runner.start();
+      if (options.runJobs !== false) await runner.start();
       const url = await app.listen({ port: config.port, host: config.host });
       // Checks are spread over the interval: a tenth of it between scans keeps each sender within 1.1x.
       checkTimer = setInterval(() => {

@@ -13,22 +13,12 @@
 import type { JobQueue } from '../jobs/queue.js';
 import type { Store } from '../store/db.js';
 import { insertInboundBatches } from '../store/inbound-batches.js';
+import { INBOUND_BATCH_JOB } from './ingress-batch.js';
+import type { BatchCommitter, InboundBatchJobPayload } from './ingress-batch.js';
 import { SqliteIngressCommitter } from './ingress-sqlite.js';
 
-export const INBOUND_BATCH_JOB = 'inbound.batch';
-
-export interface InboundBatchJobPayload {
-  batch_id: number;
-}
-
-/** Writes one group durably: the bodies and one `inbound.batch` job each. */
-export interface BatchCommitter {
-  /** Groups that may be on their way at once. */
-  readonly maxInFlight: number;
-  /** Resolves with the batch ids once the group is durable and the job runners are told. */
-  commit(bodies: readonly string[], receivedAt: number): Promise<number[]>;
-  close(): Promise<void>;
-}
+export { INBOUND_BATCH_JOB };
+export type { BatchCommitter, InboundBatchJobPayload };
 
 // PostgreSQL commits overlap on the server; four in flight keep its pool busy without starving others.
 const POSTGRES_IN_FLIGHT = 4;
@@ -36,6 +26,8 @@ const POSTGRES_IN_FLIGHT = 4;
 /** The portable committer: one Kysely transaction per group through the job queue. */
 export class QueueCommitter implements BatchCommitter {
   readonly maxInFlight: number;
+  // A commit here costs about a millisecond: waiting as long again gathers a group worth it.
+  readonly windowMs = 1;
 
   constructor(
     private readonly queue: JobQueue,
@@ -68,7 +60,7 @@ export interface IngressWriterOptions {
   store: Store;
   queue: JobQueue;
   now(): number;
-  /** How long the first request of a group waits for company. */
+  /** How long the first request of a group waits for company; the committer's choice when absent. */
   windowMs?: number;
   /** A group is written at once when it reaches this many requests. */
   maxGroup?: number;
@@ -82,8 +74,6 @@ interface Waiting {
   reject(err: unknown): void;
 }
 
-// 1 ms: about what a commit costs, so waiting longer adds latency without making groups larger.
-const DEFAULT_WINDOW_MS = 1;
 // 256 bodies of a few KB keep one group's statements and memory small.
 const DEFAULT_MAX_GROUP = 256;
 
@@ -93,7 +83,7 @@ export class IngressWriter {
   readonly #windowMs: number;
   readonly #maxGroup: number;
   #waiting: Waiting[] = [];
-  #timer: NodeJS.Timeout | null = null;
+  #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   #inFlight = 0;
   #idle: (() => void)[] = [];
   #closed = false;
@@ -101,7 +91,7 @@ export class IngressWriter {
   constructor(options: IngressWriterOptions) {
     this.#committer = options.committer ?? committerFor(options.store, options.queue);
     this.#now = options.now;
-    this.#windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+    this.#windowMs = options.windowMs ?? this.#committer.windowMs;
     this.#maxGroup = options.maxGroup ?? DEFAULT_MAX_GROUP;
   }
 
@@ -111,7 +101,7 @@ export class IngressWriter {
     return new Promise<void>((resolve, reject) => {
       this.#waiting.push({ body, resolve, reject });
       if (this.#waiting.length >= this.#maxGroup) this.#flush();
-      else this.#timer ??= setTimeout(this.#onTimer, this.#windowMs);
+      else this.#timer ??= this.#windowMs > 0 ? setTimeout(this.#onTimer, this.#windowMs) : setImmediate(this.#onTimer);
     });
   }
 
@@ -133,7 +123,8 @@ export class IngressWriter {
 
   #flush(): void {
     if (this.#timer !== null) {
-      clearTimeout(this.#timer);
+      if (this.#windowMs > 0) clearTimeout(this.#timer as NodeJS.Timeout);
+      else clearImmediate(this.#timer as NodeJS.Immediate);
       this.#timer = null;
     }
     // While the writer is busy, requests keep gathering: the group that ends starts the next one.

@@ -19,7 +19,7 @@ export interface IngressDeps {
   appSecret: string;
   verifyToken: string;
   /** Group-commit tuning (tests and benchmarks). */
-  writer?: Pick<IngressWriterOptions, 'windowMs' | 'maxGroup' | 'maxInFlight'>;
+  writer?: Pick<IngressWriterOptions, 'windowMs' | 'maxGroup' | 'committer'>;
 }
 
 export const WEBHOOK_PATH = '/webhooks/meta';

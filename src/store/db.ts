@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { Migration, MigrationProvider } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
@@ -124,7 +124,12 @@ export async function migrate(store: Store): Promise<string[]> {
   const provider: MigrationProvider = { getMigrations: async () => migrations(store.engine) };
   // The migration bookkeeping tables live in the store's own schema: without this, Kysely finds
   // another schema's lock table through the catalogue and fails when schemas share a database.
-  const migrator = new Migrator({ db: store.db, provider, ...(store.schema ? { migrationTableSchema: store.schema } : {}) });
+  let tableSchema = store.schema;
+  if (store.engine === 'postgres' && !tableSchema) {
+    const r = await sql<{ s: string }>`select current_schema() as s`.execute(store.db);
+    tableSchema = r.rows[0]?.s;
+  }
+  const migrator = new Migrator({ db: store.db, provider, ...(tableSchema ? { migrationTableSchema: tableSchema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);

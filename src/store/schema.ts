@@ -296,7 +296,7 @@ export interface JobsTable {
   key: string | null;
   /** JSON */
   payload: string;
-  /** pending | running | done | dead */
+  /** pending | waiting (behind an older job with the same key) | running | done | dead */
   state: string;
   run_at: number;
   locked_until: number | null;

@@ -228,6 +228,38 @@ describeEachEngine('sending, the whole surface', (engine) => {
     expect(await autoReplies()).toHaveLength(1);
   });
 
+  it('answers a checkbox opt-in once through its user_ref', async () => {
+    const user = await world.control<{ id: string }>('POST', '/_emulator/users', { first_name: 'Opt', last_name: 'In' });
+    const userRef = `ref-${user.body.id}`;
+    const optin = await world.control('POST', `/_emulator/pages/${world.pageId}/inbound`, { user: user.body.id, optin: { ref: 'checkout', user_ref: userRef } });
+    expect(optin.status).toBe(200);
+    await waitFor(async () => (await world.store.db.selectFrom('contacts').select('id').where('user_ref', '=', userRef).executeTakeFirst())?.id, 'the user_ref contact');
+    const res = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { user_ref: userRef }, text: 'Thanks for opting in' });
+    expect(res.status).toBe(202);
+    const sent = await world.waitForSent(res.body.id);
+    expect(sent['mid']).toMatch(/^m_/);
+    const second = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { user_ref: userRef }, text: 'and again' });
+    expect(second.status).toBe(422);
+    expect(second.body.error.code).toBe('USER_REF_ALREADY_USED');
+  });
+
+  it('sends to Instagram within its limits: 1000 bytes of text, HUMAN_AGENT as the only tag', async () => {
+    const ig = await world.connectPage('IG Page', true);
+    const customer = await world.customer('hi from instagram', { pageId: ig.pageId, senderId: ig.senderId, channel: 'instagram' });
+    const tooLong = await world.api<ErrorBody>('POST', '/messages', { sender_id: ig.senderId, to: { psid: customer.psid }, text: 'é'.repeat(501) });
+    expect(tooLong.status).toBe(422);
+    expect(tooLong.body.error).toMatchObject({ code: 'CONTENT_TOO_LONG', details: { unit: 'bytes', limit: 1000 } });
+    const res = await world.api<{ id: string; channel: string }>('POST', '/messages', { sender_id: ig.senderId, to: { psid: customer.psid }, text: 'é'.repeat(500) });
+    expect(res.status).toBe(202);
+    expect(res.body.channel).toBe('instagram');
+    await world.waitForSent(res.body.id);
+    const thread = await world.control<{ messages: { from: string; text?: string }[] }>('GET', `/_emulator/pages/${ig.instagramId}/threads/${customer.psid}`);
+    expect(thread.body.messages.filter((m) => m.from === 'page').map((m) => m.text)).toEqual(['é'.repeat(500)]);
+    const tagged = await world.api<ErrorBody>('POST', '/messages', { sender_id: ig.senderId, to: { psid: customer.psid }, text: 'x', tag: 'CUSTOMER_FEEDBACK' });
+    expect(tagged.status).toBe(422);
+    expect(tagged.body.error.code).toBe('TAG_NOT_ALLOWED');
+  });
+
   it('lists and reads messages, contacts and conversations with filters and cursors', async () => {
     const customer = await world.customer('list me');
     const before = new Date(Date.now() + world.offset.ms - 1).toISOString();

@@ -64,7 +64,7 @@ describe('senders', () => {
   });
 
   it('connect Pages through Facebook Login for Business', async () => {
-    const page = (await s.emu<{ id: string; name: string }>('POST', '/_emulator/pages', { app_id: s.app.id, name: 'Login Page', instagram: true })).body as { id: string; instagram_id: string };
+    const page = (await s.emu<{ id: string; instagram_id: string }>('POST', '/_emulator/pages', { app_id: s.app.id, name: 'Login Page', instagram: true })).body;
     const start = await s.api<{ url: string; state: string }>('POST', '/v1/senders/connect', {});
     expect(start.status).toBe(201);
     const dialog = new URL(start.body.url);

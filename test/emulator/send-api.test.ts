@@ -262,7 +262,7 @@ describe('Send API', () => {
     const limited = await startEmulator({ sendRateLimitPerSecond: 2, deliveryDelayMs: null, readDelayMs: null });
     try {
       const w = await createWorld(limited.url);
-      const results = await Promise.all(Array.from({ length: 8 }, () => send(limited.url, w.token, { recipient: { id: w.psid }, message: { text: 'burst' } })));
+      const results = await Promise.all(Array.from({ length: 20 }, () => send(limited.url, w.token, { recipient: { id: w.psid }, message: { text: 'burst' } })));
       const refused = results.filter((r) => r.status !== 200);
       expect(refused.length).toBeGreaterThan(0);
       for (const r of refused) expectError(r, 400, 613);

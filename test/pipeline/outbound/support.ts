@@ -152,15 +152,15 @@ export interface World {
   /** Calls the emulator's control API. */
   control<T = Record<string, unknown>>(method: string, path: string, json?: unknown): Promise<HttpResult<T>>;
   /** A person who writes `text` to the Page (as of `timestamp`, default now) and is a contact once the webhook is processed. */
-  customer(text?: string, options?: { timestamp?: number; pageId?: string; senderId?: string }): Promise<Customer>;
+  customer(text?: string, options?: { timestamp?: number; pageId?: string; senderId?: string; channel?: 'messenger' | 'instagram' }): Promise<Customer>;
   /** The customer writes again. */
   write(customer: Customer, text: string, pageId?: string): Promise<void>;
   /** What the person saw. */
   thread(psid: string, pageId?: string): Promise<ThreadMessage[]>;
   /** Moves the emulator's clock and the gateway's together. */
   advance(ms: number): Promise<void>;
-  /** Connects another Page of the same app as a sender. */
-  connectPage(name?: string): Promise<{ pageId: string; pageToken: string; senderId: string }>;
+  /** Connects another Page of the same app as a sender (its Instagram account, with `instagram`). */
+  connectPage(name?: string, instagram?: boolean): Promise<{ pageId: string; pageToken: string; senderId: string; instagramId: string | null }>;
   message(id: string): Promise<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>;
   waitForStatus(id: string, status: string, timeoutMs?: number): Promise<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>;
   /** Waits until the message is sent (or already delivered or read); a failure ends the wait with an error. */
@@ -218,7 +218,7 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
   const offset = { ms: 0 };
   const hold = { sends: false };
   // The send handler is built once the gateway's context exists, with test timings.
-  let send: JobHandler | undefined;
+  const send: { handler?: JobHandler } = {};
   const gateway = await buildServer(config, {
     store,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
@@ -227,12 +227,12 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
       send: async (job: Job, context: JobContext) => {
         // Held: the job waits its turn again shortly, so a test can arrange the message first.
         if (hold.sends) return { retryAt: Date.now() + 50 };
-        return (send as JobHandler)(job, context);
+        return (send.handler as JobHandler)(job, context);
       },
     },
   });
   cleanups.push(() => gateway.close());
-  send = outboundJobHandlers(gateway.ctx, { pacer: new SenderPacer(), ...FAST_SEND, ...options.send })['send'];
+  send.handler = outboundJobHandlers(gateway.ctx, { pacer: new SenderPacer(), ...FAST_SEND, ...options.send })['send'];
   const url = await gateway.start();
   await control('PATCH', `/_emulator/apps/${app.body.id}`, { callback_url: `${url}/webhooks/meta`, verify_token: 'verify-outbound' });
 
@@ -243,16 +243,18 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
 
   // The sender row is written as connecting one writes it (the Page pre-subscribed in the
   // emulator), so these suites depend on the send path only, not on the connect flow.
-  const connectPage = async (name = 'Outbound Page') => {
-    const page = await control<{ id: string; access_token: string }>('POST', '/_emulator/pages', { app_id: app.body.id, name, subscribe: true });
+  const connectPage = async (name = 'Outbound Page', instagram = false) => {
+    const page = await control<{ id: string; access_token: string; instagram_id?: string | null }>('POST', '/_emulator/pages', { app_id: app.body.id, name, subscribe: true, instagram });
     if (page.status !== 201 && page.status !== 200) throw new Error(`creating the Page failed: ${page.status} ${JSON.stringify(page.body)}`);
     const now = gateway.ctx.now();
     const senderId = newId('snd');
+    const instagramId = instagram ? (page.body.instagram_id ?? null) : null;
+    if (instagram && instagramId === null) throw new Error('the emulator gave the Page no Instagram account');
     await insertSender(store.db, {
       id: senderId,
       account_id: account.id,
-      channel: 'messenger',
-      meta_id: page.body.id,
+      channel: instagram ? 'instagram' : 'messenger',
+      meta_id: instagramId ?? page.body.id,
       page_id: page.body.id,
       name,
       username: null,
@@ -273,7 +275,7 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
       created_at: now,
       updated_at: now,
     });
-    return { pageId: page.body.id, pageToken: page.body.access_token, senderId };
+    return { pageId: page.body.id, pageToken: page.body.access_token, senderId, instagramId };
   };
   const first = await connectPage();
 
@@ -301,6 +303,7 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
       const inbound = await control<{ psid: string }>('POST', `/_emulator/pages/${pageId}/inbound`, {
         user: user.body.id,
         text,
+        ...(opts.channel !== undefined ? { channel: opts.channel } : {}),
         ...(opts.timestamp !== undefined ? { timestamp: opts.timestamp } : {}),
       });
       if (inbound.status !== 200) throw new Error(`inbound failed: ${inbound.status} ${JSON.stringify(inbound.body)}`);
