@@ -52,8 +52,6 @@ export interface BuildOptions {
   runJobs?: boolean;
   /** Extra job handlers or overrides (tests). */
   handlers?: Record<string, JobHandler>;
-  /** Retry delays for tests that cannot wait minutes. */
-  fastRetries?: boolean;
 }
 
 export interface Gateway {

@@ -84,6 +84,7 @@ export async function openInboundConversation(
   );
   if (outcome === 'created') {
     await emitEvent(trx, ctx.queue, {
+      created_at: now,
       account_id: sender.account_id,
       type: 'conversation.created',
       sender_id: sender.id,

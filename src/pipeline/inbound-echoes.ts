@@ -70,6 +70,7 @@ export async function handleEcho(ic: InboundItemContext, ev: MetaEchoEvent): Pro
         app_id: ev.app_id,
       };
       await emitEvent(trx, ctx.queue, {
+        created_at: now,
         account_id: sender.account_id,
         type: 'message.echo',
         sender_id: sender.id,

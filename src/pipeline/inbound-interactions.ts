@@ -58,6 +58,7 @@ async function storeInteraction(ic: InboundItemContext, spec: InteractionSpec): 
       await insertInboundOrRollback(trx, row);
       const data = await spec.data({ trx, row, contact, conversation, now });
       await emitEvent(trx, ctx.queue, {
+        created_at: now,
         account_id: sender.account_id,
         type: spec.eventType,
         sender_id: sender.id,

@@ -142,6 +142,7 @@ export async function handleMessage(ic: InboundItemContext, ev: MetaMessageEvent
       };
       if (keyword !== null) data.opt_out = keyword;
       await emitEvent(trx, ctx.queue, {
+        created_at: now,
         account_id: sender.account_id,
         type: 'message.received',
         sender_id: sender.id,
@@ -184,6 +185,7 @@ function fileName(attachment: Attachment): string | null {
   if (attachment.type !== 'file' || attachment.url === undefined) return null;
   try {
     const last = new URL(attachment.url).pathname.split('/').pop() ?? '';
+    // A name for a download dialog; CDN paths can be long hashes, so it is kept short.
     return last === '' ? null : decodeURIComponent(last).slice(0, 200);
   } catch {
     return null;

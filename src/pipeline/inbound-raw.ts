@@ -28,6 +28,7 @@ export async function emitRawEvent(
     item: ev.raw,
   };
   await emitEvent(trx, ic.ctx.queue, {
+    created_at: ic.ctx.now(),
     account_id: ic.sender.account_id,
     type: 'raw',
     sender_id: ic.sender.id,

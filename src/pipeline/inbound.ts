@@ -169,6 +169,7 @@ async function keepUnroutable(ctx: PipelineContext, batch: InboundBatchRow, obje
 }
 
 function messageOf(err: unknown): string {
+  // One line per failed item on the batch row: enough to tell failures apart, never a stack.
   return (err instanceof Error ? err.message : String(err)).slice(0, 500);
 }
 

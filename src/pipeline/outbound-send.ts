@@ -33,6 +33,7 @@ import type { ContactRow, MessageRow, SenderRow } from '../store/schema.js';
 import type { PipelineContext } from './context.js';
 import { parseContent } from './inbound-resources.js';
 import { advanceStatus, failureFromError } from './message-status.js';
+import { groupCommitFor } from './outbound-commit.js';
 import { policyFor } from './outbound-policy.js';
 import { DEFAULT_MAX_LOST_ANSWERS, DEFAULT_RECONCILE_POLL_MS, DEFAULT_RECONCILE_WAIT_MS, reconcileUncertain, echoExpected } from './outbound-reconcile.js';
 import type { ReconcileOptions } from './outbound-reconcile.js';
@@ -145,7 +146,7 @@ async function failMessage(run: SendRun, error: GatewayError, effects?: (trx: Db
   delete state.uncertain;
   delete state.inflight;
   const sentParts = (state.parts ?? []).filter((p) => p.mid !== undefined).length;
-  const moved = await ctx.queue.transaction(async (trx) => {
+  const moved = await groupCommitFor(ctx).run(async (trx) => {
     if (effects) await effects(trx);
     return advanceStatus(trx, ctx.queue, message, 'failed', {
       at: ctx.now(),
@@ -333,11 +334,11 @@ async function runSend(ctx: PipelineContext, options: SendJobOptions, job: Job, 
     }
     state.inflight = { part: i, since: ctx.queue.now() };
     if (run.message.status !== 'sending' && !PROVEN_SENT.has(run.message.status)) {
-      const moved = await ctx.queue.transaction((trx) =>
+      const moved = await groupCommitFor(ctx).run((trx) =>
         advanceStatus(trx, ctx.queue, run.message, 'sending', { at: ctx.now(), raw: serializeSendState(state), channel: run.channel }),
       );
       if (moved === null) {
-        // Someone else decided the message meanwhile (an echo, a failure): look again next run.
+        // Someone else moved the message meanwhile: stop if it is decided, else go on from the stored row.
         const fresh = await getMessageById(db, message.id);
         if (fresh === undefined || settled(fresh, parseSendState(fresh.raw)) || fresh.status === 'failed') return;
         run.message = fresh;
@@ -369,7 +370,7 @@ async function runSend(ctx: PipelineContext, options: SendJobOptions, job: Job, 
   // 5. Every part went.
   const first = all[0];
   const firstMid = first?.mid;
-  const moved = await ctx.queue.transaction((trx) =>
+  const moved = await groupCommitFor(ctx).run((trx) =>
     advanceStatus(trx, ctx.queue, run.message, 'sent', {
       at: first?.sent_at ?? ctx.now(),
       now: ctx.now(),
@@ -398,7 +399,7 @@ export function sendJobHandler(ctx: PipelineContext, options: Partial<SendJobOpt
       const message = await getMessageById(ctx.store.db, messageId);
       const sender = message && (await getSenderById(ctx.store.db, message.sender_id));
       if (message && sender) {
-        await ctx.queue.transaction((trx) =>
+        await groupCommitFor(ctx).run((trx) =>
           advanceStatus(trx, ctx.queue, message, 'failed', {
             at: ctx.now(),
             error: failureFromError(new GatewayError('INTERNAL', { reason: (err as Error).message })),

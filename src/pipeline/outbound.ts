@@ -22,6 +22,7 @@ import { runIdempotent } from './idempotency.js';
 import type { IdempotentResult, RecordResult } from './idempotency.js';
 import { messageResource } from './inbound-resources.js';
 import { recordInitialStatuses } from './message-status.js';
+import { groupCommitFor } from './outbound-commit.js';
 import { policyFor } from './outbound-policy.js';
 import { checkCallerMetadata, serializeSendState } from './outbound-state.js';
 import type { SendState } from './outbound-state.js';
@@ -296,7 +297,7 @@ export async function acceptOutboundMessage(
     { accountId, key: options.idempotencyKey, scope: 'POST /v1/messages', body: input, now: ctx.now() },
     async (record: RecordResult) => {
       const prepared = await prepareOutbound(ctx, accountId, input, options);
-      const body = await ctx.queue.transaction(async (trx) => {
+      const body = await groupCommitFor(ctx).run(async (trx) => {
         const row = await insertOutbound(trx, ctx, prepared);
         const resource = messageResource(row, prepared.channel, prepared.content);
         await record(trx, 202, resource);

@@ -85,9 +85,11 @@ export async function markMediaStored(
 
 /** A failed attempt: visible on the row (status, error, attempts) while the job retries. */
 export async function markMediaFailed(db: Db, id: string, error: string, now: number): Promise<void> {
+  // The reason is for a person reading the row; a response body pasted into it helps no one.
+  const reason = error.slice(0, 1000);
   await db
     .updateTable('media')
-    .set((eb) => ({ status: 'failed', error: error.slice(0, 1000), updated_at: now, attempts: eb('attempts', '+', 1) }))
+    .set((eb) => ({ status: 'failed', error: reason, updated_at: now, attempts: eb('attempts', '+', 1) }))
     .where('id', '=', id)
     .execute();
 }

@@ -143,6 +143,33 @@ describeEachEngine('sending, the whole surface', (engine) => {
     expect(stored.sender_id).toBe(world.senderId);
   });
 
+  it('sends a button template and a raw Meta message passed through, its own metadata kept inside the gateway\'s', async () => {
+    const customer = await world.customer('templates');
+    const template = await world.api<{ id: string; content: { template: { type: string } } }>('POST', '/messages', {
+      sender_id: world.senderId,
+      to: { psid: customer.psid },
+      template: { type: 'button', text: 'Pick one', buttons: [{ type: 'postback', title: 'Yes', payload: 'YES' }, { type: 'web_url', title: 'Site', url: 'https://example.com' }] },
+    });
+    expect(template.status).toBe(202);
+    expect(template.body.content.template.type).toBe('button');
+    const raw = await world.api<{ id: string; metadata: string; content: { message: Record<string, unknown> } }>('POST', '/messages', {
+      sender_id: world.senderId,
+      to: { psid: customer.psid },
+      message: { text: 'raw text', metadata: 'their own' },
+    });
+    expect(raw.status).toBe(202);
+    expect(raw.body.metadata).toBe('their own');
+    await world.waitForSent(template.body.id);
+    await world.waitForSent(raw.body.id);
+    const page = (await world.thread(customer.psid)).filter((m) => m.from === 'page');
+    expect(page).toHaveLength(2);
+    expect(JSON.stringify(page[0]?.attachment)).toContain('Pick one');
+    expect(page[1]?.text).toBe('raw text');
+    const stored = await world.store.db.selectFrom('messages').select('raw').where('id', '=', raw.body.id).executeTakeFirstOrThrow();
+    const sentMessage = (JSON.parse(stored.raw ?? '{}') as { parts: { message: Record<string, unknown> }[] }).parts[0]?.message;
+    expect(sentMessage).toEqual({ text: 'raw text', metadata: echoMetadata(raw.body.id, 'their own') });
+  });
+
   it('refuses attachments it cannot send before accepting them', async () => {
     const customer = await world.customer('bad attachments');
     const unknown = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, attachments: [{ type: 'image', media_id: 'med_nope' }] });

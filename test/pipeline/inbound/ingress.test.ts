@@ -158,6 +158,13 @@ describeEachEngine('Meta ingress', (engine) => {
     }
   });
 
+  it('leave the connection as durable as it was for every other transaction', async () => {
+    const { h: s, app: a } = await start();
+    const before = s.store.sqlite?.pragma('synchronous', { simple: true });
+    expect((await post(a, fixture('01_page_text_message.json'))).statusCode).toBe(200);
+    expect(s.store.sqlite?.pragma('synchronous', { simple: true })).toBe(before);
+  });
+
   it('leave JSON parsing to the rest of the app', async () => {
     const { app: a } = await start();
     const res = await a.inject({ method: 'POST', url: '/echo-json', payload: { a: 1 } });

@@ -107,7 +107,7 @@ describeEachEngine('inbound messages', (engine) => {
     expect(events.map((e) => (e.data['message'] as { channel: string }).channel)).toEqual(['instagram', 'instagram', 'instagram']);
   });
 
-  it('treat a repeated mid as a retry, as in the documentation example that reuses one placeholder mid', async () => {
+  it('treat a repeated mid as a retry, as in the documentation example that gives three people the same mid', async () => {
     h = await openHarness(engine, { metaId: '123', channel: 'instagram' });
     const result = await h.ingest(fixture('13_ig_messages_batch_three.json'));
     expect(result.outcomes).toEqual(['stored', 'duplicate', 'duplicate']);

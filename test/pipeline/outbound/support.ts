@@ -37,7 +37,7 @@ import type { TestStore } from '../../support/db.js';
 export async function openOutboundStore(engine: Engine): Promise<TestStore> {
   if (engine === 'sqlite') return openTestStore(engine);
   const schema = `t_out_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
-  const store = await openStore({ url: POSTGRES_URL, schema, poolSize: 10 });
+  const store = await openStore({ url: POSTGRES_URL, schema, poolSize: 5 });
   const dispose = async () => {
     await store.close();
     const client = new pg.Client({ connectionString: POSTGRES_URL });
@@ -352,9 +352,19 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
       }, `message ${id} to be sent`, timeoutMs);
     },
     async close() {
-      await gateway.close();
-      await emulator.close();
-      await store.dispose();
+      // Each step says so when it is slow, so a hang names its culprit.
+      for (const [what, step] of [
+        ['gateway', () => gateway.close()],
+        ['emulator', () => emulator.close()],
+        ['store', () => store.dispose()],
+      ] as const) {
+        const slow = setTimeout(() => console.warn(`closing the ${what} takes long`), 5_000);
+        try {
+          await step();
+        } finally {
+          clearTimeout(slow);
+        }
+      }
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

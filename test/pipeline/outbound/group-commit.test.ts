@@ -1,0 +1,60 @@
+/** Group commit: transactions asked for together commit together, each isolated from the others' failures. */
+import { afterEach, expect, it } from 'vitest';
+import { JobQueue } from '../../../src/jobs/queue.js';
+import { GroupCommit } from '../../../src/pipeline/outbound-commit.js';
+import { describeEachEngine } from '../../support/db.js';
+import type { TestStore } from '../../support/db.js';
+import { openOutboundStore } from './support.js';
+
+const NOW = Date.UTC(2026, 5, 1, 12);
+
+describeEachEngine('group commit', (engine) => {
+  let store: TestStore | undefined;
+  afterEach(async () => {
+    await store?.dispose();
+    store = undefined;
+  });
+
+  const account = (id: string) => ({ id, parent_id: null, name: id, status: 'active', created_at: NOW, updated_at: NOW });
+
+  it('commits every transaction of a group, rolls back only the one that failed, and answers after the commit', async () => {
+    store = await openOutboundStore(engine);
+    const queue = new JobQueue(store, { now: () => NOW });
+    const commit = new GroupCommit(store, queue);
+    const db = store.db;
+    let wakes = 0;
+    queue.onWake(() => {
+      wakes += 1;
+    });
+    const runs = Array.from({ length: 10 }, (_, i) =>
+      commit.run(async (trx) => {
+        await trx.insertInto('accounts').values(account(`acc_${i}`)).execute();
+        if (i === 4) throw new Error('the fifth one fails');
+        await queue.enqueue(trx, { kind: 'noop', payload: { i } });
+        return i;
+      }),
+    );
+    const settled = await Promise.allSettled(runs);
+    expect(settled.map((s) => s.status)).toEqual(Array.from({ length: 10 }, (_, i) => (i === 4 ? 'rejected' : 'fulfilled')));
+    expect((settled[4] as PromiseRejectedResult).reason).toMatchObject({ message: 'the fifth one fails' });
+    expect(settled.filter((s) => s.status === 'fulfilled').map((s) => (s as PromiseFulfilledResult<number>).value)).toEqual([0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    // Answered only once durable: every row is there when the promises have settled.
+    const ids = (await db.selectFrom('accounts').select('id').orderBy('id').execute()).map((r) => r.id);
+    expect(ids).toEqual(['acc_0', 'acc_1', 'acc_2', 'acc_3', 'acc_5', 'acc_6', 'acc_7', 'acc_8', 'acc_9']);
+    expect(await db.selectFrom('jobs').select('id').execute()).toHaveLength(9);
+    expect(wakes).toBeGreaterThan(0);
+  });
+
+  it('rolls back a lone transaction that fails', async () => {
+    store = await openOutboundStore(engine);
+    const commit = new GroupCommit(store, new JobQueue(store));
+    await expect(
+      commit.run(async (trx) => {
+        await trx.insertInto('accounts').values(account('acc_alone')).execute();
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
+    expect(await store.db.selectFrom('accounts').select('id').execute()).toEqual([]);
+    await expect(commit.run(async (trx) => (await trx.insertInto('accounts').values(account('acc_next')).execute(), 'ok'))).resolves.toBe('ok');
+  });
+});
