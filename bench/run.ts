@@ -107,7 +107,7 @@ function webhookBodies(n: number, secret: string): { bodies: string[]; headers: 
 }
 
 async function ingressScenario() {
-  const connections = 32;
+  const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
   const { bodies, headers } = webhookBodies(2000, 'bench-secret');
   const spec = (url: string, path: string): LoadSpec => ({
     url,
@@ -172,8 +172,8 @@ async function inboundScenario() {
     req.on('end', () => {
       const at = Date.now();
       try {
-        const evt = JSON.parse(Buffer.concat(chunks).toString()) as { type: string; data: { content?: { text?: string } } };
-        const m = evt.type === 'message.received' ? /^t=(\d+)/.exec(evt.data.content?.text ?? '') : null;
+        const evt = JSON.parse(Buffer.concat(chunks).toString()) as { type: string; data: { message?: { content?: { text?: string } } } };
+        const m = evt.type === 'message.received' ? /^t=(\d+)/.exec(evt.data.message?.content?.text ?? '') : null;
         if (m?.[1]) {
           received++;
           latencies.push(at - Number(m[1]));

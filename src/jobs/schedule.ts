@@ -48,7 +48,9 @@ export const DEFAULT_RETRY_SCHEDULE: RetrySchedule = {
 export type RetrySchedules = Readonly<Record<string, RetrySchedule>>;
 
 export function scheduleFor(kind: string, schedules: RetrySchedules = RETRY_SCHEDULES): RetrySchedule {
-  return schedules[kind] ?? RETRY_SCHEDULES[kind] ?? DEFAULT_RETRY_SCHEDULE;
+  // Kinds are namespaced (`inbound.batch`, `media.download`): the family's schedule serves them all.
+  const family = kind.split('.')[0] ?? kind;
+  return schedules[kind] ?? RETRY_SCHEDULES[kind] ?? schedules[family] ?? RETRY_SCHEDULES[family] ?? DEFAULT_RETRY_SCHEDULE;
 }
 
 /**

@@ -15,6 +15,7 @@ import { insertInboundMedia } from '../store/media.js';
 import { findMessageByMid, messageExistsByMid, updateMessageContent } from '../store/messages.js';
 import type { SenderRow } from '../store/schema.js';
 import { emitEvent } from './events.js';
+import { confirmOptOut } from './opt-out.js';
 import { openInboundConversation, upsertInboundContact } from './inbound-contacts.js';
 import { DuplicateItem, itemTime } from './inbound-context.js';
 import { inboundMessageRow, insertInboundOrRollback } from './inbound-rows.js';
@@ -127,6 +128,7 @@ export async function handleMessage(ic: InboundItemContext, ev: MetaMessageEvent
       }
 
       const keyword = optOutKeyword(sender, content.text);
+      const contactWasOptedIn = contact.opted_out_at === null;
       if (keyword === 'stop' && contact.opted_out_at === null) {
         await setContactOptedOut(trx, contact.id, at, now);
         contact = { ...contact, opted_out_at: at };
@@ -150,6 +152,8 @@ export async function handleMessage(ic: InboundItemContext, ev: MetaMessageEvent
         message_id: messageId,
         data,
       });
+      // The one reply an opted-out person may still get: the confirmation, when the sender set one.
+      if (keyword === 'stop' && contactWasOptedIn) await confirmOptOut(trx, ctx, sender, contact);
     });
   } catch (err) {
     if (err instanceof DuplicateItem) return 'duplicate';

@@ -55,3 +55,11 @@ describe('retry schedules', () => {
     expect(scheduleFor('send')).toBe(RETRY_SCHEDULES.send);
   });
 });
+
+describe('namespaced kinds', () => {
+  it('use the schedule of their family', () => {
+    expect(scheduleFor('media.download')).toBe(RETRY_SCHEDULES.media);
+    expect(scheduleFor('inbound.batch')).toBe(RETRY_SCHEDULES.inbound);
+    expect(scheduleFor('profile.fetch')).toBe(RETRY_SCHEDULES.profile);
+  });
+});
