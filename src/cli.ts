@@ -12,6 +12,7 @@ import { openStore, migrate } from './store/db.js';
 import type { Store } from './store/db.js';
 import { createAccount, getAccount, listAccounts } from './store/accounts.js';
 import { createApiKey, listApiKeys, revokeApiKey } from './store/api-keys.js';
+import { listUnroutable } from './store/unroutable.js';
 import { runDev } from './dev.js';
 import { runEmulatorCli } from '../emulator/index.js';
 
@@ -27,6 +28,8 @@ Commands:
   keys create --account ID [--name N] [--json]
   keys list --account ID
   keys revoke --account ID --id KEY_ID
+  unroutable [--entry ID] [--limit N]
+                                   events Meta sent for Pages no account owns
   emulator [--port N] [--host H]   run the Messenger Platform emulator alone
 
 Environment: PORT, HOST, PUBLIC_URL, DATABASE_URL, SWITCHBOARD_DATA_DIR, SWITCHBOARD_SECRET_KEY, META_APP_ID,
@@ -110,6 +113,17 @@ async function keys(args: string[]): Promise<void> {
   });
 }
 
+async function unroutable(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { entry: { type: 'string' }, limit: { type: 'string' } } });
+  const limit = Number(values.limit ?? 50);
+  if (!Number.isInteger(limit) || limit < 1) fail('--limit must be a positive whole number');
+  await withStore(async (store) => {
+    const rows = await listUnroutable(store.db, { ...(values.entry ? { entryId: values.entry } : {}), limit });
+    if (rows.length === 0) process.stdout.write('no unroutable events\n');
+    for (const r of rows) process.stdout.write(`${r.id}\t${new Date(r.received_at).toISOString()}\t${r.object}\t${r.entry_id}\t${r.item}\n`);
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -125,6 +139,8 @@ export async function main(argv: string[]): Promise<void> {
       return accounts(rest);
     case 'keys':
       return keys(rest);
+    case 'unroutable':
+      return unroutable(rest);
     case 'emulator':
       return runEmulatorCli(rest);
     case undefined:

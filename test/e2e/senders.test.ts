@@ -138,6 +138,19 @@ describe('senders', () => {
     expect(back.body.health).toBe('active');
   });
 
+  it('keep what arrived before the Page was connected as unroutable, and show it to the account that connects it', async () => {
+    const page = (await s.emu<{ id: string; access_token: string }>('POST', '/_emulator/pages', { app_id: s.app.id, name: 'Early', subscribe: true })).body;
+    const user = await s.emu<{ id: string }>('POST', '/_emulator/users', { first_name: 'Early bird' });
+    await s.emu('POST', `/_emulator/pages/${page.id}/inbound`, { user: user.body.id, text: 'anyone there?' });
+    await eventually(() => s.store.db.selectFrom('unroutable_events').select('id').where('entry_id', '=', page.id).executeTakeFirst(), 15_000, 'the unroutable row');
+    const connected = await s.api<Sender>('POST', '/v1/senders', { access_token: page.access_token });
+    const list = await s.api<{ data: { entry_id: string; item: { message?: { text?: string } } }[] }>('GET', `/v1/senders/${connected.body.id}/unroutable`);
+    expect(list.status).toBe(200);
+    expect(list.body.data.map((d) => d.item.message?.text)).toContain('anyone there?');
+    const other = await s.newAccount('Nosy');
+    expect((await s.api('GET', `/v1/senders/${connected.body.id}/unroutable`, undefined, other.key)).status).toBe(404);
+  });
+
   it('disconnect: unsubscribe at Meta and free the Page for another account', async () => {
     const { page, sender } = await s.connectPage({ name: 'Leaving' });
     const gone = await s.api<Sender>('DELETE', `/v1/senders/${sender.id}`);

@@ -7,6 +7,7 @@ import type { PipelineContext } from '../../pipeline/context.js';
 import { checkSender, connectSender, disconnectSender, presentSender, reconnectSender } from '../../pipeline/senders.js';
 import { syncSenderEndpoints } from '../../pipeline/events.js';
 import { getSender, listSenders } from '../../store/senders.js';
+import { listUnroutable } from '../../store/unroutable.js';
 import type { SenderRow, SenderUpdate } from '../../store/schema.js';
 import { IdParams, NullableString, NullableTimestamp, PageQuery, Timestamp, commonErrors, listOf, page } from './schemas.js';
 
@@ -192,6 +193,32 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
       const checked = await checkSender(ctx, sender.id);
       return presentSender(checked ?? sender);
     });
+
+    app.get(
+      '/senders/:id/unroutable',
+      {
+        schema: {
+          tags: ['senders'],
+          summary: "Events Meta sent for this sender's Page or Instagram account while no account owned it",
+          params: IdParams,
+          querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })), after: Type.Optional(Type.Integer({ minimum: 0 })) }),
+          response: {
+            200: Type.Object({
+              data: Type.Array(Type.Object({ id: Type.Integer(), object: Type.String(), entry_id: Type.String(), item: Type.Unknown(), received_at: Timestamp })),
+              next_cursor: Type.Union([Type.Null(), Type.Integer()]),
+            }),
+            ...commonErrors,
+          },
+        },
+      },
+      async (req) => {
+        const sender = await requireSender(ctx, req.account.id, req.params.id);
+        const limit = req.query.limit ?? 50;
+        const rows = await listUnroutable(ctx.store.db, { entryId: sender.meta_id, after: req.query.after, limit: limit + 1 });
+        const data = rows.slice(0, limit).map((r) => ({ id: r.id, object: r.object, entry_id: r.entry_id, item: JSON.parse(r.item) as unknown, received_at: new Date(r.received_at).toISOString() }));
+        return { data, next_cursor: rows.length > limit ? (data[data.length - 1]?.id ?? null) : null };
+      },
+    );
 
     app.post(
       '/senders/connect',
