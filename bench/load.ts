@@ -12,6 +12,8 @@ export interface LoadSpec {
   headers: Record<string, string>;
   /** Bodies sent round-robin. */
   bodies: string[];
+  /** Per-body paths (e.g. one Page each), same order as bodies; `path` when absent. */
+  paths?: string[];
   /** Per-body extra headers (e.g. signatures), same order as bodies. */
   bodyHeaders?: Record<string, string>[];
   connections: number;
@@ -62,7 +64,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     const started = performance.now();
     try {
       const res = await pool.request({
-        path: spec.path,
+        path: spec.paths?.[idx] ?? spec.path,
         method: spec.method,
         headers: { ...spec.headers, ...(spec.bodyHeaders?.[idx] ?? {}) },
         body: spec.method === 'POST' ? stamp(spec.bodies[idx] ?? '') : undefined,

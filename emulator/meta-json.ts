@@ -1,6 +1,6 @@
 /**
  * JSON serialised the way Meta's servers write it: `/` escaped as `\/` and every non-ASCII code
- * unit as a lowercase `\uXXXX`. A receiver that parses and re-serialises a webhook body gets
+ * unit as a lowercase `\u00e9`-style escape. A receiver that parses and re-serialises a webhook body gets
  * different bytes, so its signature check only passes when it hashes the raw body.
  */
 export function metaStringify(value: unknown): string {

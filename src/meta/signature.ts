@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 
 /**
  * Meta signs every webhook POST with the app secret over the exact bytes it sent:
- * `X-Hub-Signature-256: sha256=<lowercase hex>`. Meta escapes non-ASCII as `\uXXXX` and `/` as `\/`,
+ * `X-Hub-Signature-256: sha256=<lowercase hex>`. Meta escapes non-ASCII as `\u00e9`-style escapes and `/` as `\/`,
  * so the check must run on the raw body; a re-serialised body gives another HMAC. Older senders
  * used `X-Hub-Signature: sha1=<hex>`; it is accepted only when the sha256 header is absent, so an
  * attacker cannot downgrade a request that carries both.

@@ -108,6 +108,8 @@ export class GroupCommit {
         }
       }
       await trx.commit().execute();
+      // A controlled transaction's commit returns before its flush: wait for the data to be on disk.
+      await this.#store.sync?.();
       return outcomes;
     } catch (err) {
       await trx.rollback().execute().catch(() => undefined);

@@ -5,10 +5,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import type { Migration, MigrationProvider } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
+import { ImmediateSqliteDialect, WalSync } from './sqlite-driver.js';
 import * as m001 from './migrations/001_core.js';
 import * as m002 from './migrations/002_jobs.js';
 import * as m003 from './migrations/003_delivery.js';
@@ -25,6 +26,12 @@ export interface Store {
   pool?: pg.Pool;
   /** PostgreSQL schema in use, when one was named. */
   schema?: string;
+  /**
+   * Resolves once every commit made so far is on disk (SQLite files: an `fdatasync` of the WAL off
+   * the event loop, see `sqlite-driver.ts`; absent where commits are durable when they return).
+   * Only needed after a controlled transaction (`startTransaction`); the others wait by themselves.
+   */
+  sync?: () => Promise<void>;
   /** Where the database lives, for logs: a file path or the URL without its password. */
   location: string;
   close(): Promise<void>;
@@ -55,16 +62,21 @@ function openSqlite(path: string): Store {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SqliteDatabase(path);
   sqlite.pragma('journal_mode = WAL');
-  // With group commit (many writes per transaction) FULL costs almost nothing and survives power loss.
-  sqlite.pragma('synchronous = FULL');
+  const memory = path === ':memory:';
+  // NORMAL: commits hand their WAL frames to the OS and `WalSync` flushes them off the event loop
+  // before any caller hears of them, so they survive power loss as at FULL without holding the loop.
+  sqlite.pragma(memory ? 'synchronous = FULL' : 'synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   // A second process (the CLI while the server runs) waits for the lock instead of failing at once.
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const wal = memory ? undefined : new WalSync(`${sqlite.name}-wal`);
+  // Immediate transactions, flushes off the loop and cached statements: see `sqlite-driver.ts`.
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(sqlite, wal) });
   return {
     db,
     engine: 'sqlite',
     sqlite,
+    ...(wal ? { sync: () => wal.sync() } : {}),
     location: path,
     async close() {
       await db.destroy();

@@ -1,0 +1,234 @@
+/**
+ * Kysely's SQLite dialect with two changes that matter under load:
+ * 1. Transactions begin `IMMEDIATE`. Kysely's own driver says plain `BEGIN` (deferred): such a
+ *    transaction reads first and takes the write lock at its first write. If another connection
+ *    holds the write lock at that moment (the checkpointer's RESTART safety valve in
+ *    `checkpoint.ts` holds it while it waits for readers, and this very transaction is one of
+ *    those readers), SQLite cannot wait without a deadlock and fails the write at once with
+ *    SQLITE_BUSY ("database is locked"), skipping the busy timeout. `BEGIN IMMEDIATE` takes the write
+ *    lock before reading anything, so it waits (busy timeout) like any other writer instead. In one
+ *    process all queries share one connection behind Kysely's mutex, so taking the lock early
+ *    costs nothing.
+ * 2. Commits run at `synchronous=NORMAL` and are made durable by `fdatasync` of the WAL file on
+ *    libuv's thread pool, after the connection is released (`WalSync`). At FULL every commit held
+ *    the event loop for its fsync (about 1 ms here, several under load): measured in the outbound
+ *    benchmark as the largest single cost of the gateway process. Callers still hear of their
+ *    transaction only once it is on disk (`transaction().execute()`, `connection().execute()` and
+ *    autocommit queries resolve after the flush; controlled transactions call `Store.sync`), and
+ *    anything that acts on data outside the process claims or writes first, so whatever it read was
+ *    flushed with its own commit (a flush covers the whole WAL file, every earlier commit too).
+ * 3. Prepared statements are cached by their text. Kysely's driver prepares every query again;
+ *    preparing is a large part of a small query's cost (parse + plan), and the gateway runs the
+ *    same few hundred statement texts over and over.
+ */
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type SqliteDatabase from 'better-sqlite3';
+import { CompiledQuery, SelectQueryNode, SqliteDialect } from 'kysely';
+import type { DatabaseConnection, Driver, QueryResult } from 'kysely';
+
+// Distinct statement texts kept prepared. The gateway's queries are a few hundred texts; texts
+// that vary with the number of values (long `in (...)` lists) would otherwise grow without bound.
+const MAX_CACHED_STATEMENTS = 1000;
+
+/**
+ * Makes commits durable off the event loop: `sync()` resolves once an `fdatasync` of the WAL file
+ * that started after the latest `committed()` has finished. Counting commits lets every caller
+ * since the last flush share one.
+ */
+export class WalSync {
+  readonly #path: string;
+  #handle: Promise<FileHandle> | undefined;
+  #committed = 0;
+  #flushed = 0;
+  #running: Promise<void> | null = null;
+
+  constructor(walPath: string) {
+    this.#path = walPath;
+  }
+
+  committed(): void {
+    this.#committed += 1;
+  }
+
+  get pending(): boolean {
+    return this.#flushed < this.#committed;
+  }
+
+  async sync(): Promise<void> {
+    const target = this.#committed;
+    while (this.#flushed < target) {
+      this.#running ??= this.#flush();
+      await this.#running;
+    }
+  }
+
+  #flush(): Promise<void> {
+    const upTo = this.#committed;
+    const run = (async () => {
+      this.#handle ??= open(this.#path, 'r+');
+      await (await this.#handle).datasync();
+      this.#flushed = Math.max(this.#flushed, upTo);
+    })();
+    const clear = (): void => {
+      this.#running = null;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await this.#running?.catch(() => undefined);
+    const handle = this.#handle;
+    this.#handle = undefined;
+    if (handle) await (await handle).close();
+  }
+}
+
+class CachingSqliteConnection implements DatabaseConnection {
+  readonly #db: SqliteDatabase.Database;
+  readonly #cache = new Map<string, SqliteDatabase.Statement>();
+  readonly #wal: WalSync | undefined;
+
+  constructor(db: SqliteDatabase.Database, wal: WalSync | undefined) {
+    this.#db = db;
+    this.#wal = wal;
+  }
+
+  #prepare(text: string): SqliteDatabase.Statement {
+    let stmt = this.#cache.get(text);
+    if (stmt === undefined) {
+      stmt = this.#db.prepare(text);
+      // Oldest first out (Map keeps insertion order): cheap, and the hot texts come back at once.
+      if (this.#cache.size >= MAX_CACHED_STATEMENTS) {
+        const oldest = this.#cache.keys().next().value;
+        if (oldest !== undefined) this.#cache.delete(oldest);
+      }
+      this.#cache.set(text, stmt);
+    }
+    return stmt;
+  }
+
+  executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
+    const { sql, parameters } = compiledQuery;
+    const stmt = this.#prepare(sql);
+    if (stmt.reader) {
+      const rows = stmt.all(parameters) as R[];
+      // `insert ... returning` reads and writes; outside a transaction it committed.
+      if (!stmt.readonly && !this.#db.inTransaction) this.#wal?.committed();
+      return Promise.resolve({ rows });
+    }
+    const { changes, lastInsertRowid } = stmt.run(parameters);
+    // A write outside a transaction, or the `commit` that ended one: durable once the WAL is flushed.
+    if (!stmt.readonly && !this.#db.inTransaction) this.#wal?.committed();
+    return Promise.resolve({
+      numAffectedRows: BigInt(changes),
+      insertId: BigInt(lastInsertRowid),
+      rows: [],
+    });
+  }
+
+  async *streamQuery<R>(compiledQuery: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
+    const { sql, parameters, query } = compiledQuery;
+    if (!SelectQueryNode.is(query)) throw new Error('Sqlite driver only supports streaming of select queries');
+    // A statement being iterated is busy until the loop ends, so a stream gets one of its own.
+    const stmt = this.#db.prepare(sql);
+    for (const row of stmt.iterate(parameters)) yield { rows: [row as R] };
+  }
+}
+
+/** One connection, handed out to one holder at a time (SQLite has one writer anyway). */
+class ConnectionMutex {
+  #promise: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
+
+  async lock(): Promise<void> {
+    while (this.#promise) await this.#promise;
+    this.#promise = new Promise((resolve) => {
+      this.#resolve = resolve;
+    });
+  }
+
+  unlock(): void {
+    const resolve = this.#resolve;
+    this.#promise = undefined;
+    this.#resolve = undefined;
+    resolve?.();
+  }
+}
+
+class ImmediateSqliteDriver implements Driver {
+  readonly #mutex = new ConnectionMutex();
+  readonly #db: SqliteDatabase.Database;
+  readonly #connection: CachingSqliteConnection;
+  readonly #wal: WalSync | undefined;
+
+  constructor(db: SqliteDatabase.Database, wal: WalSync | undefined) {
+    this.#db = db;
+    this.#wal = wal;
+    this.#connection = new CachingSqliteConnection(db, wal);
+  }
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    await this.#mutex.lock();
+    return this.#connection;
+  }
+
+  async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('commit'));
+  }
+
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('rollback'));
+  }
+
+  async savepoint(connection: DatabaseConnection, name: string): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw(`savepoint ${quoteName(name)}`));
+  }
+
+  async rollbackToSavepoint(connection: DatabaseConnection, name: string): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw(`rollback to ${quoteName(name)}`));
+  }
+
+  async releaseSavepoint(connection: DatabaseConnection, name: string): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw(`release ${quoteName(name)}`));
+  }
+
+  async releaseConnection(): Promise<void> {
+    // Released first: the next holder writes while this one's commit is flushed.
+    this.#mutex.unlock();
+    if (this.#wal?.pending) await this.#wal.sync();
+  }
+
+  async destroy(): Promise<void> {
+    await this.#wal?.close();
+    this.#db.close();
+  }
+}
+
+function quoteName(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** `new SqliteDialect(...)` with immediate transactions and cached statements (see above). */
+export class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #db: SqliteDatabase.Database;
+  readonly #wal: WalSync | undefined;
+
+  /** `wal`: flushes commits made at `synchronous=NORMAL`; absent for in-memory databases. */
+  constructor(db: SqliteDatabase.Database, wal?: WalSync) {
+    super({ database: db });
+    this.#db = db;
+    this.#wal = wal;
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#db, this.#wal);
+  }
+}
