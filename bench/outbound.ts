@@ -55,7 +55,10 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     await new Promise((r) => setTimeout(r, 200));
   }
 
-  const bodies = targets.map((t, i) => JSON.stringify({ sender_id: t.sender, to: { psid: t.psid }, text: `reply ${i}` }));
+  // Interleaved (Page 0, 1, ..., 9, 0, ...): with the targets in Page order the 32 requests in
+  // flight all went to one Page, which the pacer then held to Meta's 300 calls/s per Page.
+  const spread = targets.map((_, i) => targets[(i % PAGES) * (CUSTOMERS / PAGES) + Math.floor(i / PAGES)] ?? targets[0]!);
+  const bodies = spread.map((t, i) => JSON.stringify({ sender_id: t.sender, to: { psid: t.psid }, text: `reply ${i}` }));
   const soak = Number(process.env.BENCH_SOAK_SECONDS ?? 0);
   const seconds = soak || d.seconds;
   let peak = 0;
@@ -101,8 +104,6 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
 
   // The emulator's own ceiling: the same Send API calls straight from a client, across the same 10
   // Pages (the emulator limits each Page to 300 calls/s, so one Page would measure that limit).
-  // Interleaved (Page 0, 1, ..., 9, 0, ...) so the 32 calls in flight spread over the Pages.
-  const spread = targets.map((_, i) => targets[(i % PAGES) * (CUSTOMERS / PAGES) + Math.floor(i / PAGES)] ?? targets[0]!);
   const direct = await d.loadInChild({
     url: emulator.url,
     path: '/',
