@@ -123,9 +123,14 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
 // As a child process: receive one spec over IPC, answer with the result.
 if (process.send && process.argv.includes('--load-worker')) {
   process.once('message', (spec: LoadSpec) => {
+    // Disconnect and let the process end by itself: exiting from the send callback sometimes lost
+    // the result in flight, and the parent then waited for a message that never came.
     runLoad(spec).then(
-      (result) => process.send?.({ result }, () => process.exit(0)),
-      (err: unknown) => process.send?.({ error: String(err) }, () => process.exit(1)),
+      (result) => process.send?.({ result }, () => process.disconnect()),
+      (err: unknown) => {
+        process.exitCode = 1;
+        process.send?.({ error: String(err) }, () => process.disconnect());
+      },
     );
   });
 }

@@ -33,9 +33,8 @@ export function loadInChild(spec: LoadSpec): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const child = fork(join(here, 'load.js'), ['--load-worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.once('message', (m: { result?: LoadResult; error?: string }) => (m.result ? resolve(m.result) : reject(new Error(m.error))));
-    child.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`load worker exited with ${code}`));
-    });
+    // Settles either way (a no-op after the result came), so a lost result fails loudly, not as a hang.
+    child.once('exit', (code) => reject(new Error(`load worker exited with ${code} before its result`)));
     child.send(spec);
   });
 }

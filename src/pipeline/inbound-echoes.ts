@@ -21,6 +21,7 @@ import { contactResource, messageResource } from './inbound-resources.js';
 import { inboundMessageRow, insertInboundOrRollback } from './inbound-rows.js';
 import { applyOutboundEcho } from './message-status.js';
 import { parseEchoMetadata, parseSendState } from './outbound-state.js';
+import { groupCommitFor } from './outbound-commit.js';
 
 async function matchOutbound(trx: Db, ic: InboundItemContext, ev: MetaEchoEvent): Promise<MessageRow | 'inbound' | null> {
   const gatewayId = parseEchoMetadata(ev.metadata)?.sb ?? null;
@@ -44,7 +45,9 @@ function partOf(message: MessageRow, ev: MetaEchoEvent): number {
 export async function handleEcho(ic: InboundItemContext, ev: MetaEchoEvent): Promise<ItemOutcome> {
   const { ctx, sender } = ic;
   try {
-    return await ctx.queue.transaction(async (trx): Promise<ItemOutcome> => {
+    // Grouped with the other small transactions of the moment (one commit for many; see outbound-commit.ts):
+    // every outbound message brings back an echo, a delivery and a read, each one transaction.
+    return await groupCommitFor(ctx).run(async (trx): Promise<ItemOutcome> => {
       const now = ctx.now();
       const at = itemTime(ev.timestamp, now);
       const match = await matchOutbound(trx, ic, ev);

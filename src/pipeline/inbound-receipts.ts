@@ -16,6 +16,7 @@ import { itemTime } from './inbound-context.js';
 import type { InboundItemContext, ItemOutcome } from './inbound-context.js';
 import { advanceStatus, statusesBefore } from './message-status.js';
 import type { StatusChange } from './message-status.js';
+import { groupCommitFor } from './outbound-commit.js';
 
 interface ReceiptScope {
   contactId: string | null;
@@ -58,7 +59,8 @@ export async function handleDelivery(ic: InboundItemContext, ev: MetaDeliveryEve
   const { ctx, sender } = ic;
   const contact = await findContactByPsid(ctx.store.db, sender.id, ev.sender_id);
   if (!contact && ev.mids.length === 0) return 'ignored';
-  const moved = await ctx.queue.transaction((trx) =>
+  // Grouped commits: every outbound message brings back a delivery and a read (see outbound-commit.ts).
+  const moved = await groupCommitFor(ctx).run((trx) =>
     applyReceipt(trx, ic, {
       contactId: contact?.id ?? null,
       watermark: ev.watermark,
@@ -75,7 +77,7 @@ export async function handleRead(ic: InboundItemContext, ev: MetaReadEvent): Pro
   const { ctx, sender } = ic;
   const contact = await findContactByPsid(ctx.store.db, sender.id, ev.sender_id);
   if (!contact && ev.mid === null) return 'ignored';
-  const moved = await ctx.queue.transaction(async (trx) => {
+  const moved = await groupCommitFor(ctx).run(async (trx) => {
     let watermark = ev.watermark;
     const mids: string[] = [];
     if (ev.mid !== null) {
