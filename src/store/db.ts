@@ -95,6 +95,8 @@ async function openPostgres(options: OpenStoreOptions): Promise<Store> {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID || oid === NUMERIC_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
+    // Named after the schema (tests) so an operator, or a test's cleanup, can tell the connections apart.
+    application_name: schema ?? 'switchboard',
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
   });
   // A broken idle connection must not crash the process; the pool replaces it.

@@ -62,8 +62,14 @@ export async function openTestStore(engine: Engine): Promise<TestStore> {
       await store.close();
       const client = new pg.Client({ connectionString: POSTGRES_URL });
       await client.connect();
-      await client.query(`drop schema if exists ${schema} cascade`);
-      await client.end();
+      try {
+        // A connection a failed test left open would hold locks the drop waits for: end those first.
+        await client.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1 and pid <> pg_backend_pid()', [schema]);
+        await client.query("set lock_timeout = '10s'");
+        await client.query(`drop schema if exists ${schema} cascade`);
+      } finally {
+        await client.end();
+      }
     },
   };
 }

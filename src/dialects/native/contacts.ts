@@ -49,13 +49,6 @@ function present(row: ContactRow, now: number, humanAgent: Map<string, boolean>)
   const window = base.window ?? { open: false, open_until: null, human_agent_until: null };
   return {
     ...base,
-    user_ref: row.user_ref,
-    name: row.name,
-    first_name: row.first_name,
-    last_name: row.last_name,
-    username: row.username,
-    profile_pic: row.profile_pic,
-    locale: row.locale,
     window: { ...window, human_agent_allowed: humanAgent.get(row.sender_id) ?? false },
     // A later message from the person lifts a block Meta reported (they can be reached again).
     blocked: row.blocked_at !== null && (row.last_inbound_at === null || row.last_inbound_at <= row.blocked_at),

@@ -4,12 +4,9 @@
  * connected through the API, and customers who wrote to it. The gateway's clock follows the
  * emulator's, so moving one moves both.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
-import pg from 'pg';
 import { pino } from 'pino';
 import { startEmulator } from '../../../emulator/index.js';
 import type { EmulatorOptions, RunningEmulator } from '../../../emulator/index.js';
@@ -22,38 +19,15 @@ import { buildServer } from '../../../src/server.js';
 import type { Gateway } from '../../../src/server.js';
 import { createAccount } from '../../../src/store/accounts.js';
 import { createApiKey } from '../../../src/store/api-keys.js';
-import { migrate, openStore } from '../../../src/store/db.js';
 import type { Engine } from '../../../src/store/db.js';
-import { POSTGRES_URL, openTestStore } from '../../support/db.js';
+import { openTestStore } from '../../support/db.js';
 import { newId } from '../../../src/domain/ids.js';
 import { insertSender } from '../../../src/store/senders.js';
 import type { TestStore } from '../../support/db.js';
 
-/**
- * A fresh store like `openTestStore`, except that on PostgreSQL Kysely's migration tables are made
- * in the new schema before migrating: Kysely's migrator takes such tables in any other schema
- * (another suite running at the same time) for its own and then fails to find them.
- */
-export async function openOutboundStore(engine: Engine): Promise<TestStore> {
-  if (engine === 'sqlite') return openTestStore(engine);
-  const schema = `t_out_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
-  const store = await openStore({ url: POSTGRES_URL, schema, poolSize: 5 });
-  const dispose = async () => {
-    await store.close();
-    const client = new pg.Client({ connectionString: POSTGRES_URL });
-    await client.connect();
-    await client.query(`drop schema if exists ${schema} cascade`);
-    await client.end();
-  };
-  try {
-    await sql`create table if not exists kysely_migration (name varchar(255) not null primary key, timestamp varchar(255) not null)`.execute(store.db);
-    await sql`create table if not exists kysely_migration_lock (id varchar(255) not null primary key, is_locked integer not null default 0)`.execute(store.db);
-    await migrate(store);
-  } catch (err) {
-    await dispose();
-    throw err;
-  }
-  return { ...store, dispose };
+/** A fresh migrated store (kept as a name the outbound suites share). */
+export function openOutboundStore(engine: Engine): Promise<TestStore> {
+  return openTestStore(engine);
 }
 
 export interface HttpResult<T = Record<string, unknown>> {
