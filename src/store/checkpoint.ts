@@ -152,7 +152,14 @@ export function startCheckpointer(store: Store, options: CheckpointerOptions = {
     async stop() {
       if (!stopped) {
         stopped = true;
+        // Held while stopping: an unref'd worker busy in a checkpoint would otherwise let the process
+        // end with this promise unsettled, before the database is closed.
+        worker.ref();
         worker.postMessage({ type: 'stop' });
+        // A checkpoint waits at most its busy timeout; past that, end the thread rather than hang a shutdown.
+        const force = setTimeout(() => void worker.terminate(), RESTART_BUSY_TIMEOUT_MS + 5_000);
+        await exited;
+        clearTimeout(force);
       }
       await exited;
     },
