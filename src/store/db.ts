@@ -134,6 +134,9 @@ function migrations(engine: Engine): Record<string, Migration> {
   };
 }
 
+/** The advisory lock that serialises migrations (any 64-bit number unique to Switchboard). */
+export const MIGRATION_LOCK_KEY = 7_350_412_201;
+
 export async function migrate(store: Store): Promise<string[]> {
   const provider: MigrationProvider = { getMigrations: async () => migrations(store.engine) };
   // The migration bookkeeping tables live in the store's own schema: without this, Kysely finds
@@ -144,7 +147,18 @@ export async function migrate(store: Store): Promise<string[]> {
     tableSchema = r.rows[0]?.s;
   }
   const migrator = new Migrator({ db: store.db, provider, ...(tableSchema ? { migrationTableSchema: tableSchema } : {}) });
-  const { error, results } = await migrator.migrateToLatest();
+  // Kysely looks for its tables by reading the whole catalogue, which fails when another schema is
+  // dropped at that moment; migrations and schema drops (tests) take this advisory lock in turn.
+  const lock = store.pool ? await store.pool.connect() : undefined;
+  let outcome: Awaited<ReturnType<Migrator['migrateToLatest']>>;
+  try {
+    await lock?.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    outcome = await migrator.migrateToLatest();
+  } finally {
+    await lock?.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    lock?.release();
+  }
+  const { error, results } = outcome;
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

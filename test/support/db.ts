@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { describe } from 'vitest';
-import { migrate, openStore } from '../../src/store/db.js';
+import { MIGRATION_LOCK_KEY, migrate, openStore } from '../../src/store/db.js';
 import type { Engine, Store } from '../../src/store/db.js';
 
 export const POSTGRES_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -66,7 +66,13 @@ export async function openTestStore(engine: Engine): Promise<TestStore> {
         // A connection a failed test left open would hold locks the drop waits for: end those first.
         await client.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1 and pid <> pg_backend_pid()', [schema]);
         await client.query("set lock_timeout = '10s'");
-        await client.query(`drop schema if exists ${schema} cascade`);
+        // Never while another store migrates: its catalogue scan would trip over the vanishing schema.
+        await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+        try {
+          await client.query(`drop schema if exists ${schema} cascade`);
+        } finally {
+          await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+        }
       } finally {
         await client.end();
       }
