@@ -12,7 +12,7 @@ import { classifyMetaError } from '../meta/errors.js';
 import { PAGE_SUBSCRIBED_FIELDS } from '../meta/graph.js';
 import type { Db } from '../store/db.js';
 import type { SenderRow } from '../store/schema.js';
-import { findLiveSenderByMetaId, getSender, getSenderById, insertSender, updateSender } from '../store/senders.js';
+import { findLiveSenderByMetaId, getSender, getSenderById, insertSender, newSenderRow, updateSender } from '../store/senders.js';
 import { emitEvent } from './events.js';
 import type { PipelineContext } from './context.js';
 
@@ -95,7 +95,7 @@ export async function connectSender(ctx: PipelineContext, accountId: string, inp
     throw connectError(err, 'webhook subscription (subscribed_apps)');
   }
   const now = ctx.now();
-  const row: SenderRow = {
+  const row = newSenderRow({
     id: newId('snd'),
     account_id: accountId,
     channel,
@@ -104,22 +104,9 @@ export async function connectSender(ctx: PipelineContext, accountId: string, inp
     name,
     username,
     token_enc: ctx.secrets.seal(input.access_token),
-    health: 'active',
-    health_reason: null,
-    health_changed_at: now,
-    inbound_url: null,
-    inbound_method: 'POST',
-    fallback_url: null,
-    fallback_method: 'POST',
-    status_url: null,
-    status_method: 'POST',
-    format: 'native',
-    human_agent: 0,
-    settings: '{}',
+    now,
     last_checked_at: now,
-    created_at: now,
-    updated_at: now,
-  };
+  });
   try {
     await insertSender(ctx.store.db, row);
   } catch (err) {

@@ -41,3 +41,45 @@ export async function updateSender(db: Db, accountId: string, id: string, change
 export async function listLiveSenders(db: Db): Promise<SenderRow[]> {
   return db.selectFrom('senders').selectAll().where('health', '<>', 'disconnected').orderBy('id').execute();
 }
+
+/** A new sender row: active, no callbacks yet, native format, HUMAN_AGENT off unless given. */
+export function newSenderRow(input: {
+  id: string;
+  account_id: string;
+  channel: 'messenger' | 'instagram';
+  meta_id: string;
+  page_id: string;
+  name: string | null;
+  username?: string | null;
+  token_enc: string;
+  now: number;
+  human_agent?: boolean;
+  settings?: Record<string, unknown>;
+  last_checked_at?: number | null;
+}): SenderRow {
+  return {
+    id: input.id,
+    account_id: input.account_id,
+    channel: input.channel,
+    meta_id: input.meta_id,
+    page_id: input.page_id,
+    name: input.name,
+    username: input.username ?? null,
+    token_enc: input.token_enc,
+    health: 'active',
+    health_reason: null,
+    health_changed_at: input.now,
+    inbound_url: null,
+    inbound_method: 'POST',
+    fallback_url: null,
+    fallback_method: 'POST',
+    status_url: null,
+    status_method: 'POST',
+    format: 'native',
+    human_agent: input.human_agent ? 1 : 0,
+    settings: JSON.stringify(input.settings ?? {}),
+    last_checked_at: input.last_checked_at ?? null,
+    created_at: input.now,
+    updated_at: input.now,
+  };
+}

@@ -23,7 +23,7 @@ import { insertInboundBatches } from '../../../src/store/inbound-batches.js';
 import { MediaFiles } from '../../../src/store/media-files.js';
 import type { AccountRow, EventRow, MessageRow, SenderRow } from '../../../src/store/schema.js';
 import { SecretBox } from '../../../src/store/secrets.js';
-import { insertSender } from '../../../src/store/senders.js';
+import { insertSender, newSenderRow } from '../../../src/store/senders.js';
 import { openTestStore } from '../../support/db.js';
 import type { TestStore } from '../../support/db.js';
 
@@ -80,31 +80,17 @@ export async function openHarness(engine: Engine, options: HarnessOptions = {}):
   const account = await createAccount(store.db, { name: 'Acme' }, clock.now);
 
   const addSender: Harness['addSender'] = async (input) => {
-    const row: SenderRow = {
+    const row: SenderRow = newSenderRow({
       id: newId('snd'),
       account_id: input.accountId ?? account.id,
       channel: input.channel ?? 'messenger',
       meta_id: input.metaId,
       page_id: input.metaId,
       name: 'Test Page',
-      username: null,
       token_enc: secrets.seal(PAGE_TOKEN),
-      health: 'active',
-      health_reason: null,
-      health_changed_at: clock.now,
-      inbound_url: null,
-      inbound_method: 'POST',
-      fallback_url: null,
-      fallback_method: 'POST',
-      status_url: null,
-      status_method: 'POST',
-      format: 'native',
-      human_agent: 0,
-      settings: JSON.stringify(input.settings ?? {}),
-      last_checked_at: null,
-      created_at: clock.now,
-      updated_at: clock.now,
-    };
+      now: clock.now,
+      settings: (input.settings ?? {}) as Record<string, unknown>,
+    });
     await insertSender(store.db, row);
     return row;
   };

@@ -3,6 +3,7 @@ import { newId } from '../../../src/domain/ids.js';
 import { createAccount } from '../../../src/store/accounts.js';
 import type { Db } from '../../../src/store/db.js';
 import type { ContactRow, ConversationRow, MessageRow, SenderRow } from '../../../src/store/schema.js';
+import { newSenderRow } from '../../../src/store/senders.js';
 
 export interface Rows {
   accountId: string;
@@ -13,31 +14,16 @@ export interface Rows {
 
 export async function seedRows(db: Db, now: number): Promise<Rows> {
   const account = await createAccount(db, { name: 'Rows' }, now);
-  const sender: SenderRow = {
+  const sender: SenderRow = newSenderRow({
     id: newId('snd', now),
     account_id: account.id,
     channel: 'messenger',
     meta_id: `${now}`,
     page_id: `${now}`,
     name: 'Page',
-    username: null,
     token_enc: 'sealed',
-    health: 'active',
-    health_reason: null,
-    health_changed_at: now,
-    inbound_url: null,
-    inbound_method: 'POST',
-    fallback_url: null,
-    fallback_method: 'POST',
-    status_url: null,
-    status_method: 'POST',
-    format: 'native',
-    human_agent: 0,
-    settings: '{}',
-    last_checked_at: null,
-    created_at: now,
-    updated_at: now,
-  };
+    now,
+  });
   await db.insertInto('senders').values(sender).execute();
   const contact: ContactRow = {
     id: newId('con', now),

@@ -22,7 +22,7 @@ import { createApiKey } from '../../../src/store/api-keys.js';
 import type { Engine } from '../../../src/store/db.js';
 import { openTestStore } from '../../support/db.js';
 import { newId } from '../../../src/domain/ids.js';
-import { insertSender } from '../../../src/store/senders.js';
+import { insertSender, newSenderRow } from '../../../src/store/senders.js';
 import type { TestStore } from '../../support/db.js';
 
 /** A fresh migrated store (kept as a name the outbound suites share). */
@@ -224,31 +224,22 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
     const senderId = newId('snd');
     const instagramId = instagram ? (page.body.instagram_id ?? null) : null;
     if (instagram && instagramId === null) throw new Error('the emulator gave the Page no Instagram account');
-    await insertSender(store.db, {
-      id: senderId,
-      account_id: account.id,
-      channel: instagram ? 'instagram' : 'messenger',
-      meta_id: instagramId ?? page.body.id,
-      page_id: page.body.id,
-      name,
-      username: null,
-      token_enc: gateway.ctx.secrets.seal(page.body.access_token),
-      health: 'active',
-      health_reason: null,
-      health_changed_at: now,
-      inbound_url: null,
-      inbound_method: 'POST',
-      fallback_url: null,
-      fallback_method: 'POST',
-      status_url: null,
-      status_method: 'POST',
-      format: 'native',
-      human_agent: options.humanAgent === true ? 1 : 0,
-      settings: JSON.stringify(options.senderSettings ?? {}),
-      last_checked_at: now,
-      created_at: now,
-      updated_at: now,
-    });
+    await insertSender(
+      store.db,
+      newSenderRow({
+        id: senderId,
+        account_id: account.id,
+        channel: instagram ? 'instagram' : 'messenger',
+        meta_id: instagramId ?? page.body.id,
+        page_id: page.body.id,
+        name,
+        token_enc: gateway.ctx.secrets.seal(page.body.access_token),
+        now,
+        human_agent: options.humanAgent === true,
+        settings: options.senderSettings ?? {},
+        last_checked_at: now,
+      }),
+    );
     return { pageId: page.body.id, pageToken: page.body.access_token, senderId, instagramId };
   };
   const first = await connectPage();
