@@ -209,6 +209,13 @@ async function inboundScenario() {
   const bodies = users.map((u) => JSON.stringify({ user: u, text: 't=__NOW__' }));
   let peakRss = 0;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);
+  // Each customer writes once first (contacts, conversations and profiles exist, the process is warm),
+  // so the measured run is the steady state the scenario is about, not first-contact set-up.
+  for (const u of users) await api('POST', `${emulator.url}/_emulator/pages/${page.id}/inbound`, { user: u, text: 't=0 hello' });
+  const warmDeadline = Date.now() + 30_000;
+  while (received < users.length && Date.now() < warmDeadline) await new Promise((r) => setTimeout(r, 50));
+  received = 0;
+  latencies.length = 0;
   const loadResult = await loadInChild({
     url: emulator.url,
     path: `/_emulator/pages/${page.id}/inbound`,
