@@ -18,6 +18,7 @@ import {
   generateSigningSecret,
   getSenderEndpoint,
   insertEndpoint,
+  newEndpointRow,
   sealSigningSecretIfEmpty,
 } from '../store/endpoints.js';
 import type { Endpoint, EndpointChanges } from '../store/endpoints.js';
@@ -57,26 +58,25 @@ export interface EndpointInput {
 export async function createEndpoint(db: Db, secrets: SecretBox, accountId: string, input: EndpointInput, now: number): Promise<{ endpoint: Endpoint; secret: string }> {
   const secret = generateSigningSecret();
   const id = newId('ep', now);
-  await insertEndpoint(db, {
-    id,
-    account_id: accountId,
-    role: 'account',
-    url: input.url,
-    method: input.method ?? 'POST',
-    fallback_url: input.fallback_url ?? null,
-    fallback_method: input.fallback_method ?? 'POST',
-    events: input.events && input.events.length > 0 ? JSON.stringify(input.events) : null,
-    secret_enc: secrets.seal(secret),
-    format: input.format ?? 'native',
-    description: input.description ?? null,
-    sender_id: null,
-    enabled: 1,
-    disabled_at: null,
-    disabled_reason: null,
-    failing_since: null,
-    created_at: now,
-    updated_at: now,
-  });
+  await insertEndpoint(
+    db,
+    newEndpointRow(
+      {
+        id,
+        account_id: accountId,
+        role: 'account',
+        url: input.url,
+        method: input.method ?? 'POST',
+        fallback_url: input.fallback_url ?? null,
+        fallback_method: input.fallback_method ?? 'POST',
+        events: input.events && input.events.length > 0 ? JSON.stringify(input.events) : null,
+        secret_enc: secrets.seal(secret),
+        format: input.format ?? 'native',
+        description: input.description ?? null,
+      },
+      now,
+    ),
+  );
   const endpoint = await db.selectFrom('endpoints').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   return { endpoint, secret };
 }
@@ -134,26 +134,25 @@ export async function syncSenderEndpoints(trx: Db, secrets: SecretBox, sender: S
       continue;
     }
     await accountSigningEndpoint(trx, secrets, sender.account_id, now);
-    await insertEndpoint(trx, {
-      id: newId('ep', now),
-      account_id: sender.account_id,
-      role: want.role,
-      url: want.url,
-      method: want.method,
-      fallback_url: want.fallback_url,
-      fallback_method: want.fallback_method,
-      events: null,
-      // Empty: signed with the account's signing secret (see the top of this file).
-      secret_enc: '',
-      format: sender.format,
-      description: want.role === 'inbound' ? "The sender's inbound_url" : "The sender's status_url",
-      sender_id: sender.id,
-      enabled: 1,
-      disabled_at: null,
-      disabled_reason: null,
-      failing_since: null,
-      created_at: now,
-      updated_at: now,
-    });
+    await insertEndpoint(
+      trx,
+      newEndpointRow(
+        {
+          id: newId('ep', now),
+          account_id: sender.account_id,
+          role: want.role,
+          url: want.url,
+          method: want.method,
+          fallback_url: want.fallback_url,
+          fallback_method: want.fallback_method,
+          // Empty: signed with the account's signing secret (see the top of this file).
+          secret_enc: '',
+          format: sender.format,
+          description: want.role === 'inbound' ? "The sender's inbound_url" : "The sender's status_url",
+          sender_id: sender.id,
+        },
+        now,
+      ),
+    );
   }
 }

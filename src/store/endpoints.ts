@@ -25,6 +25,29 @@ export function generateSigningSecret(): string {
   return `whsec_${randomBytes(SECRET_BYTES).toString('base64')}`;
 }
 
+/** A new endpoint row: enabled, never failed, POST, native format, unless the fields say otherwise. */
+export function newEndpointRow(
+  fields: Pick<NewEndpoint, 'id' | 'account_id' | 'role' | 'url' | 'secret_enc'> & Partial<Omit<NewEndpoint, 'created_at' | 'updated_at'>>,
+  now: number,
+): NewEndpoint {
+  return {
+    method: 'POST',
+    fallback_url: null,
+    fallback_method: 'POST',
+    events: null,
+    format: 'native',
+    description: null,
+    sender_id: null,
+    enabled: 1,
+    disabled_at: null,
+    disabled_reason: null,
+    failing_since: null,
+    ...fields,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
 export async function insertEndpoint(db: Db, row: NewEndpoint): Promise<void> {
   await db.insertInto('endpoints').values(row).execute();
 }
@@ -101,26 +124,12 @@ export async function ensureSigningEndpoint(db: Db, accountId: string, now: numb
   if (existing) return existing;
   await db
     .insertInto('endpoints')
-    .values({
-      id: newId(),
-      account_id: accountId,
-      role: 'signing',
-      url: '',
-      method: 'POST',
-      fallback_url: null,
-      fallback_method: 'POST',
-      events: null,
-      secret_enc: secretEnc,
-      format: 'native',
-      description: 'Signs per-message status callbacks and sender callbacks',
-      sender_id: null,
-      enabled: 1,
-      disabled_at: null,
-      disabled_reason: null,
-      failing_since: null,
-      created_at: now,
-      updated_at: now,
-    })
+    .values(
+      newEndpointRow(
+        { id: newId(), account_id: accountId, role: 'signing', url: '', secret_enc: secretEnc, description: 'Signs per-message status callbacks and sender callbacks' },
+        now,
+      ),
+    )
     .onConflict((oc) => oc.doNothing())
     .execute();
   return db.selectFrom('endpoints').selectAll().where('account_id', '=', accountId).where('role', '=', 'signing').executeTakeFirstOrThrow();
