@@ -32,6 +32,11 @@ export interface Store {
    * Only needed after a controlled transaction (`startTransaction`); the others wait by themselves.
    */
   sync?: () => Promise<void>;
+  /**
+   * Counts a commit made on the raw SQLite handle (outside Kysely), so the next release of the
+   * connection flushes it like any other commit.
+   */
+  noteCommit?: () => void;
   /** Where the database lives, for logs: a file path or the URL without its password. */
   location: string;
   close(): Promise<void>;
@@ -76,7 +81,7 @@ function openSqlite(path: string): Store {
     db,
     engine: 'sqlite',
     sqlite,
-    ...(wal ? { sync: () => wal.sync() } : {}),
+    ...(wal ? { sync: () => wal.sync(), noteCommit: () => wal.committed() } : {}),
     location: path,
     async close() {
       await db.destroy();
