@@ -66,9 +66,15 @@ export interface Gateway {
 
 export const VERSION = '0.1.0';
 
+// PostgreSQL's default max_connections is 100; several gateway processes must fit under it.
+const MAX_POOL = 40;
+
 export async function buildServer(config: Config, options: BuildOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const store = options.store ?? (await openStore({ url: config.databaseUrl }));
+  // PostgreSQL: a job may hold one connection for its transaction and need a second one meanwhile
+  // (a nested read, an event fan-out), so a pool smaller than twice the jobs in flight can starve
+  // itself; the pool is sized for that, within what one server usually allows a process.
+  const store = options.store ?? (await openStore({ url: config.databaseUrl, poolSize: Math.min(config.concurrency * 2 + 2, MAX_POOL) }));
   const ownsStore = options.store === undefined;
   await migrate(store);
   const now = options.now ?? Date.now;
@@ -103,7 +109,10 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     },
     ...options.handlers,
   };
-  const runner = new JobRunner({ store, queue, handlers, concurrency: config.concurrency, logger });
+  const poolMax = store.pool?.options.max;
+  const concurrency = poolMax === undefined ? config.concurrency : Math.max(1, Math.min(config.concurrency, Math.floor((poolMax - 2) / 2)));
+  if (concurrency < config.concurrency) logger.info({ concurrency, pool: poolMax }, 'job concurrency limited to what the database pool can serve');
+  const runner = new JobRunner({ store, queue, handlers, concurrency, logger });
 
   const base = Fastify({
     loggerInstance: logger as FastifyBaseLogger,

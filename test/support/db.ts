@@ -54,7 +54,7 @@ export async function openTestStore(engine: Engine): Promise<TestStore> {
   const reason = await postgresUnavailable();
   if (reason) throw new Error(reason);
   const schema = `t_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
-  const store = await openStore({ url: POSTGRES_URL, schema, poolSize: 5 });
+  const store = await openStore({ url: POSTGRES_URL, schema, poolSize: 12 });
   await migrate(store);
   return {
     ...store,
