@@ -210,11 +210,20 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       if (closed) return;
       closed = true;
       if (checkTimer) clearInterval(checkTimer);
-      await app.close();
-      await runner.stop();
-      await checkpointer?.stop();
-      await graph.close();
-      if (ownsStore) await store.close();
+      // A step that takes long says so, so a stuck shutdown names its culprit in the logs.
+      const step = async (what: string, run: () => Promise<unknown>) => {
+        const slow = setTimeout(() => logger.warn({ step: what }, 'shutdown step is slow'), 5_000);
+        try {
+          await run();
+        } finally {
+          clearTimeout(slow);
+        }
+      };
+      await step('http', () => app.close());
+      await step('jobs', () => runner.stop());
+      await step('checkpointer', async () => checkpointer?.stop());
+      await step('graph', () => graph.close());
+      if (ownsStore) await step('store', () => store.close());
     },
   };
 }
