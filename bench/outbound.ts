@@ -69,6 +69,8 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     samples.push(rss);
   }, 1000);
   const started = Date.now();
+  const cpuBefore = process.cpuUsage();
+  const eluBefore = performance.eventLoopUtilization();
   const accepted = await d.loadInChild({
     url: gatewayUrl,
     path: '/v1/messages',
@@ -95,6 +97,8 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     await new Promise((r2) => setTimeout(r2, 100));
   }
   const carriedSeconds = (Date.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const elu = performance.eventLoopUtilization(eluBefore);
   clearInterval(sampler);
   const rows = await gateway.ctx.store.db.selectFrom('messages').select(['created_at', 'sent_at', 'status']).where('direction', '=', 'outbound').execute();
   const sent = rows.filter((r) => r.sent_at !== null);
@@ -136,6 +140,11 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     emulator_ceiling_per_s: Math.round(direct.rps),
     emulator_errors: direct.errors,
     ratio: Number((carried / direct.rps).toFixed(2)),
+    // The gateway process's CPU (every thread) from the first request until the last message left.
+    cpu_ms_per_msg: Number(((cpu.user + cpu.system) / 1000 / Math.max(1, sent.length)).toFixed(3)),
+    cpu_busy: Number(((cpu.user + cpu.system) / 1e6 / carriedSeconds).toFixed(2)),
+    // How busy the event loop was over the same time (1: never idle).
+    loop_busy: Number(elu.utilization.toFixed(2)),
     peak_rss_mb: Math.round(peak / 1048576),
     rss_first_mb: Math.round((samples[0] ?? 0) / 1048576),
     rss_last_mb: Math.round((samples[samples.length - 1] ?? 0) / 1048576),

@@ -13,6 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { sql } from 'kysely';
+import { compiled } from '../store/compiled.js';
 import type { Db, Store } from '../store/db.js';
 import type { JobRow } from '../store/schema.js';
 import type { JobInfo, JobSpec, JobState } from './job.js';
@@ -49,13 +50,34 @@ const MAX_LIST = 1000;
 // NOTIFY channel names are identifiers: at most 63 bytes.
 const MAX_CHANNEL_LENGTH = 63;
 
+const insertOneJob = compiled((db: Db, kind: string, key: string | null, payload: string, runAt: number, maxAttempts: number, now: number) =>
+  db
+    .insertInto('jobs')
+    .values({
+      kind,
+      key,
+      payload,
+      // A null key never matches (`=` with null is not true): pending, as for any unkeyed job.
+      state: initialStateFor(key as string),
+      run_at: runAt,
+      locked_until: null,
+      locked_by: null,
+      attempts: 0,
+      max_attempts: maxAttempts,
+      last_error: null,
+      created_at: now,
+      updated_at: now,
+    })
+    .returning('id'),
+);
+
 export class JobQueue {
   readonly store: Store;
   private readonly schedules: RetrySchedules;
   private readonly clock: () => number;
   private readonly wakes = new EventEmitter();
   /** Transactions that enqueued something: only those notify on commit. */
-  private readonly enqueuedIn = new WeakSet<object>();
+  private readonly writers = new WeakSet<object>();
   private channelName: Promise<string> | undefined;
 
   constructor(store: Store, options: JobQueueOptions = {}) {
@@ -114,11 +136,19 @@ export class JobQueue {
       };
     });
     const ids: number[] = [];
+    const one = rows.length === 1 ? rows[0] : undefined;
+    if (one !== undefined) {
+      // The common case (a message's send, a delivery): one row, a statement compiled once.
+      const { rows: inserted } = await insertOneJob.run(trx, one.kind, one.key, one.payload, one.run_at, one.max_attempts, now);
+      for (const row of inserted) ids.push(Number(row.id));
+      this.writers.add(trx);
+      return ids;
+    }
     for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
       const inserted = await trx.insertInto('jobs').values(rows.slice(i, i + ROWS_PER_INSERT)).returning('id').execute();
       for (const row of inserted) ids.push(Number(row.id));
     }
-    this.enqueuedIn.add(trx);
+    this.writers.add(trx);
     return ids;
   }
 
@@ -131,12 +161,17 @@ export class JobQueue {
     let enqueued = false;
     const result = await this.store.db.transaction().execute(async (trx) => {
       const value = await fn(trx);
-      enqueued = this.enqueuedIn.has(trx);
+      enqueued = this.writers.has(trx);
       if (enqueued && channel !== undefined) await sql`select pg_notify(${channel}, '')`.execute(trx);
       return value;
     });
     if (enqueued) this.wakeInProcess();
     return result;
+  }
+
+  /** Whether `enqueue` wrote jobs in this transaction (or savepoint). */
+  enqueuedIn(trx: Db): boolean {
+    return this.writers.has(trx);
   }
 
   /** Wakes the runners: in this process, and on PostgreSQL in every process. */

@@ -15,10 +15,11 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { Store } from '../store/db.js';
+import type { Db, Store } from '../store/db.js';
 import type { JobRow } from '../store/schema.js';
 import { claimJobs, nextDueAt } from './claim.js';
 import { recordOutcomesIn, writeTransaction } from './finish.js';
+import { groupCommitFor } from './group-commit.js';
 import type { LeaseRef, Outcome } from './finish.js';
 import { PermanentJobError, RetryableJobError } from './job.js';
 import type { Job, JobHandler, JobLogger } from './job.js';
@@ -270,8 +271,14 @@ export class JobRunner {
   private async cycle(outcomes: readonly Outcome[], limit: number): Promise<JobRow[]> {
     const now = this.queue.now();
     const claim = { workerId: this.workerId, kinds: this.kinds, limit, leaseMs: this.leaseMs, now };
-    if (outcomes.length === 0) return claimJobs(this.store, claim);
-    const { result, rows } = await writeTransaction(this.store, async (trx) => {
+    const sqlite = this.store.engine === 'sqlite';
+    if (outcomes.length === 0 && !sqlite) return claimJobs(this.store, claim);
+    // SQLite: the cycle joins the process's group commit, so claims and outcomes share one commit
+    // with the messages and status moves written at the same moment (a lone claim was its own
+    // commit, about 200 µs of the loop's time at a few thousand jobs a second).
+    const transaction = sqlite ? <T>(fn: (trx: Db) => Promise<T>) => groupCommitFor({ queue: this.queue }).run(fn) : <T>(fn: (trx: Db) => Promise<T>) => writeTransaction(this.store, fn);
+    const { result, rows } = await transaction(async (trx) => {
+      if (outcomes.length === 0) return { result: null, rows: limit > 0 ? await claimJobs(this.store, claim, trx) : [] };
       const recorded = await recordOutcomesIn(trx, this.store.engine, {
         workerId: this.workerId,
         outcomes,
@@ -283,6 +290,7 @@ export class JobRunner {
       return { result: recorded, rows: limit > 0 ? await claimJobs(this.store, claim, trx) : [] };
     });
     this.unflushed.splice(0, outcomes.length);
+    if (result === null) return rows;
     if (result.stale.length > 0) {
       this.logger.warn({ worker: this.workerId, jobs: result.stale.map((s) => s.id) }, 'lease lost before the outcome was recorded; outcome dropped');
     }

@@ -10,7 +10,7 @@
 import type { MessageEchoData } from '../domain/events.js';
 import type { MetaEchoEvent } from '../meta/webhook.js';
 import type { Db } from '../store/db.js';
-import { findMessageByMid, getMessageById, insertStatusHistory } from '../store/messages.js';
+import { findMessageByMid, getMessageById } from '../store/messages.js';
 import type { MessageRow } from '../store/schema.js';
 import { emitEvent } from './events.js';
 import { openInboundConversation, upsertInboundContact } from './inbound-contacts.js';
@@ -19,9 +19,9 @@ import type { InboundItemContext, ItemOutcome } from './inbound-context.js';
 import { messageKind } from './inbound-messages.js';
 import { contactResource, messageResource } from './inbound-resources.js';
 import { inboundMessageRow, insertInboundOrRollback } from './inbound-rows.js';
-import { applyOutboundEcho } from './message-status.js';
+import { applyOutboundEcho, initialStatusLog } from './message-status.js';
 import { parseEchoMetadata, parseSendState } from './outbound-state.js';
-import { groupCommitFor } from './outbound-commit.js';
+import { groupCommitFor } from '../jobs/group-commit.js';
 
 async function matchOutbound(trx: Db, ic: InboundItemContext, ev: MetaEchoEvent): Promise<MessageRow | 'inbound' | null> {
   const gatewayId = parseEchoMetadata(ev.metadata)?.sb ?? null;
@@ -63,9 +63,16 @@ export async function handleEcho(ic: InboundItemContext, ev: MetaEchoEvent): Pro
       const contact = await upsertInboundContact(trx, ic, { psid: ev.recipient_id }, {});
       const conversation = await openInboundConversation(trx, ic, contact, { at, reopen: false });
       const base = inboundMessageRow(ic, { contact, conversation, mid: ev.mid, kind: messageKind(ev.content), content: ev.content, raw: ev.raw, at }, now);
-      const row: MessageRow = { ...base, direction: 'outbound', status: 'sent', origin: 'external', metadata: ev.metadata, sent_at: at };
+      const row: MessageRow = {
+        ...base,
+        direction: 'outbound',
+        status: 'sent',
+        origin: 'external',
+        metadata: ev.metadata,
+        sent_at: at,
+        status_log: initialStatusLog(['sent'], { at, info: { source: 'echo', app_id: ev.app_id } }),
+      };
       await insertInboundOrRollback(trx, row);
-      await insertStatusHistory(trx, { message_id: row.id, account_id: row.account_id, status: 'sent', detail: JSON.stringify({ source: 'echo', app_id: ev.app_id }), at });
       const data: MessageEchoData & { app_id: string | null } = {
         message: messageResource(row, ic.channel, ev.content),
         contact: contactResource(contact, now),

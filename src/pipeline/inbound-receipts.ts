@@ -16,7 +16,7 @@ import { itemTime } from './inbound-context.js';
 import type { InboundItemContext, ItemOutcome } from './inbound-context.js';
 import { advanceStatus, statusesBefore } from './message-status.js';
 import type { StatusChange } from './message-status.js';
-import { groupCommitFor } from './outbound-commit.js';
+import { groupCommitFor } from '../jobs/group-commit.js';
 
 interface ReceiptScope {
   contactId: string | null;

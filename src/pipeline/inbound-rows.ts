@@ -48,6 +48,7 @@ export function inboundMessageRow(ic: InboundItemContext, input: InboundRowInput
     sent_at: null,
     delivered_at: null,
     read_at: null,
+    status_log: null,
   };
 }
 

@@ -6,8 +6,8 @@
  *
  * A status only moves forward. `failed` is final, except that a later echo or receipt proves the
  * message went out after all (a send that timed out and was given up on): then it moves on to
- * sent, delivered or read and its error is cleared. Every move writes a history row and emits a
- * `message.status` event (to the endpoints and to the message's own `status_callback`) in the
+ * sent, delivered or read and its error is cleared. Every move appends to the message's status log
+ * (`status_log`, in the same UPDATE as the status) and emits a `message.status` event (to the endpoints and to the message's own `status_callback`) in the
  * same transaction, so events leave in the order the moves were made.
  */
 import type { MessageFailure, MessageStatusData } from '../domain/events.js';
@@ -15,7 +15,10 @@ import type { GatewayError } from '../domain/errors.js';
 import type { Channel, JsonObject, JsonValue, MessageStatus } from '../domain/glossary.js';
 import { OUTBOUND_STATUS_RANK } from '../domain/glossary.js';
 import type { JobQueue } from '../jobs/queue.js';
+import { sql } from 'kysely';
+import { compiledByShape } from '../store/compiled.js';
 import type { Db } from '../store/db.js';
+import { getMessageById } from '../store/messages.js';
 import type { MessageRow } from '../store/schema.js';
 import { emitEvent } from './events.js';
 import { messageResource } from './inbound-resources.js';
@@ -88,14 +91,30 @@ async function channelOf(db: Db, senderId: string, known?: Channel): Promise<Cha
   return channel;
 }
 
-function historyDetail(change: StatusChange): string | null {
+function historyDetail(change: StatusChange): JsonObject | null {
   const detail: JsonObject = { ...(change.info ?? {}) };
   if (change.error !== undefined) detail['error'] = change.error as unknown as JsonValue;
   if (change.mid !== undefined) detail['mid'] = change.mid;
-  return Object.keys(detail).length === 0 ? null : JSON.stringify(detail);
+  return Object.keys(detail).length === 0 ? null : detail;
 }
 
-/** Writes the history row and emits the event for a move already made on `row`. */
+/**
+ * `log` with one more entry. Appended as text: the stored array is only ever written here, so
+ * its end is known, and a message's log is not parsed again on every move.
+ */
+export function appendStatusLog(log: string | null, status: string, at: number, detail: JsonObject | null): string {
+  const entry = JSON.stringify(detail === null ? { status, at } : { status, at, detail });
+  return log === null || log.length <= 2 ? `[${entry}]` : `${log.slice(0, -1)},${entry}]`;
+}
+
+/** The status log of a message created with these statuses, for its insert. */
+export function initialStatusLog(statuses: readonly string[], change: StatusChange): string {
+  let log: string | null = null;
+  for (const status of statuses) log = appendStatusLog(log, status, change.at, historyDetail(change));
+  return log ?? '[]';
+}
+
+/** Emits the event for a move already made on `row` (its log written with it). */
 async function recordMove(
   trx: Db,
   queue: JobQueue,
@@ -103,10 +122,6 @@ async function recordMove(
   previous: OutboundStatus | null,
   change: StatusChange,
 ): Promise<void> {
-  await trx
-    .insertInto('message_status_history')
-    .values({ message_id: row.id, account_id: row.account_id, status: row.status, detail: historyDetail(change), at: change.at })
-    .execute();
   const channel = await channelOf(trx, row.sender_id, change.channel);
   const resource = messageResource(row, channel);
   const data: MessageStatusData = {
@@ -130,8 +145,8 @@ async function recordMove(
 }
 
 /**
- * Records the first statuses of a message just inserted with the last of them (e.g. a new message
- * inserted as `queued` records `accepted` then `queued`), each with its history row and event.
+ * Emits the first statuses of a message just inserted with the last of them and its
+ * `initialStatusLog` (e.g. a new message inserted as `queued` emits `accepted` then `queued`).
  */
 export async function recordInitialStatuses(
   trx: Db,
@@ -146,6 +161,22 @@ export async function recordInitialStatuses(
     previous = status;
   }
 }
+
+// The update of a move, one compiled statement per set of columns (a handful: one per target
+// status, with or without mid, raw and a cleared error).
+const moveStatement = compiledByShape((shape: string) => {
+  const columns = shape.split(',');
+  return {
+    arity: columns.length + 2,
+    // Arguments: each column's value, then the id and the status moved from.
+    build: (db: Db, ...args: unknown[]) =>
+      db
+        .updateTable('messages')
+        .set(Object.fromEntries(columns.map((c, i) => [c, sql.val(args[i])])) as Partial<MessageRow>)
+        .where('id', '=', args[columns.length] as string)
+        .where('status', '=', args[columns.length + 1] as string),
+  };
+});
 
 /**
  * Moves an outbound message to `to` when the lifecycle allows it; returns the updated row, or
@@ -191,13 +222,15 @@ export async function advanceStatus(
     if (change.mid !== undefined && current.mid === null) set.mid = change.mid;
     if (change.meta_timestamp !== undefined) set.meta_timestamp = change.meta_timestamp;
     if (change.raw !== undefined) set.raw = change.raw;
-    const result = await trx.updateTable('messages').set(set).where('id', '=', current.id).where('status', '=', from).executeTakeFirst();
-    if (Number(result.numUpdatedRows) > 0) {
+    set.status_log = appendStatusLog(current.status_log, to, change.at, historyDetail(change));
+    const columns = Object.keys(set) as (keyof MessageRow)[];
+    const result = await moveStatement(columns.join(',')).run(trx, ...columns.map((c) => set[c]), current.id, from);
+    if (Number(result.numAffectedRows ?? 0n) > 0) {
       const updated: MessageRow = { ...current, ...set };
       await recordMove(trx, queue, updated, from, change);
       return updated;
     }
-    current = await trx.selectFrom('messages').selectAll().where('id', '=', current.id).executeTakeFirst();
+    current = await getMessageById(trx, current.id);
   }
   return null;
 }
@@ -251,17 +284,18 @@ export async function applyOutboundEcho(trx: Db, queue: JobQueue, message: Messa
 }
 
 /** The status history of a message, oldest first, as the API shows it. */
-export async function statusHistory(db: Db, messageId: string): Promise<{ status: string; at: string; detail: JsonValue }[]> {
-  const rows = await db.selectFrom('message_status_history').select(['status', 'detail', 'at']).where('message_id', '=', messageId).orderBy('id').execute();
-  return rows.map((r) => {
-    let detail: JsonValue = null;
-    if (r.detail !== null) {
-      try {
-        detail = JSON.parse(r.detail) as JsonValue;
-      } catch {
-        detail = r.detail;
-      }
-    }
-    return { status: r.status, at: new Date(r.at).toISOString(), detail };
-  });
+export function statusHistory(message: Pick<MessageRow, 'status_log'>): { status: string; at: string; detail: JsonValue }[] {
+  if (message.status_log === null) return [];
+  let entries: unknown;
+  try {
+    entries = JSON.parse(message.status_log);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(entries)) return [];
+  return entries.map((e: { status?: unknown; at?: unknown; detail?: JsonValue }) => ({
+    status: String(e.status),
+    at: new Date(Number(e.at)).toISOString(),
+    detail: e.detail ?? null,
+  }));
 }

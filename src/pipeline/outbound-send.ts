@@ -33,7 +33,7 @@ import type { ContactRow, MessageRow, SenderRow } from '../store/schema.js';
 import type { PipelineContext } from './context.js';
 import { parseContent } from './inbound-resources.js';
 import { advanceStatus, failureFromError } from './message-status.js';
-import { groupCommitFor } from './outbound-commit.js';
+import { groupCommitFor } from '../jobs/group-commit.js';
 import { policyFor } from './outbound-policy.js';
 import { DEFAULT_MAX_LOST_ANSWERS, DEFAULT_RECONCILE_POLL_MS, DEFAULT_RECONCILE_WAIT_MS, reconcileUncertain, echoExpected } from './outbound-reconcile.js';
 import type { ReconcileOptions } from './outbound-reconcile.js';

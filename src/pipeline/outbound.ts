@@ -15,14 +15,15 @@ import type { JobHandler } from '../jobs/job.js';
 import type { Db } from '../store/db.js';
 import { findContactByPsid, findContactByUserRef, getContact, lockContactRow } from '../store/contacts.js';
 import { ensureConversation } from '../store/conversations.js';
+import { insertMessage } from '../store/messages.js';
 import { getSender } from '../store/senders.js';
 import type { ContactRow, MessageRow, SenderRow } from '../store/schema.js';
 import type { PipelineContext } from './context.js';
 import { runIdempotent } from './idempotency.js';
 import type { IdempotentResult, RecordResult } from './idempotency.js';
 import { messageResource } from './inbound-resources.js';
-import { recordInitialStatuses } from './message-status.js';
-import { groupCommitFor } from './outbound-commit.js';
+import { initialStatusLog, recordInitialStatuses } from './message-status.js';
+import { groupCommitFor } from '../jobs/group-commit.js';
 import { policyFor } from './outbound-policy.js';
 import { checkCallerMetadata, serializeSendState } from './outbound-state.js';
 import type { SendState } from './outbound-state.js';
@@ -270,8 +271,9 @@ export async function insertOutbound(trx: Db, ctx: PipelineContext, prepared: Pr
     sent_at: null,
     delivered_at: null,
     read_at: null,
+    status_log: initialStatusLog(['accepted', 'queued'], { at: now }),
   };
-  await trx.insertInto('messages').values(row).execute();
+  await insertMessage(trx, row);
   await ctx.queue.enqueue(trx, { kind: SEND_JOB, key: sendKey(sender.id, contact.id), payload: { message_id: row.id } satisfies SendJobPayload });
   await recordInitialStatuses(trx, ctx.queue, row, ['accepted', 'queued'], { at: now, channel: prepared.channel });
   return row;

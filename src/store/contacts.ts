@@ -5,6 +5,7 @@
  * handed an id by scoped code.
  */
 import { newId } from '../domain/ids.js';
+import { compiled } from './compiled.js';
 import type { Db } from './db.js';
 import type { ContactRow, ContactsTable } from './schema.js';
 import type { Updateable } from 'kysely';
@@ -26,16 +27,20 @@ const MAX_REFS = 50;
 // Reads
 // ----------------------------------------------------------------------------------------------
 
+const contactInAccount = compiled((db: Db, accountId: string, id: string) => db.selectFrom('contacts').selectAll().where('account_id', '=', accountId).where('id', '=', id));
+const contactById = compiled((db: Db, id: string) => db.selectFrom('contacts').selectAll().where('id', '=', id));
+const contactByPsid = compiled((db: Db, senderId: string, psid: string) => db.selectFrom('contacts').selectAll().where('sender_id', '=', senderId).where('psid', '=', psid));
+
 export async function getContact(db: Db, accountId: string, id: string): Promise<ContactRow | undefined> {
-  return db.selectFrom('contacts').selectAll().where('account_id', '=', accountId).where('id', '=', id).executeTakeFirst();
+  return contactInAccount.first(db, accountId, id);
 }
 
 export async function getContactById(db: Db, id: string): Promise<ContactRow | undefined> {
-  return db.selectFrom('contacts').selectAll().where('id', '=', id).executeTakeFirst();
+  return contactById.first(db, id);
 }
 
 export async function findContactByPsid(db: Db, senderId: string, psid: string): Promise<ContactRow | undefined> {
-  return db.selectFrom('contacts').selectAll().where('sender_id', '=', senderId).where('psid', '=', psid).executeTakeFirst();
+  return contactByPsid.first(db, senderId, psid);
 }
 
 export async function findContactByUserRef(db: Db, senderId: string, userRef: string): Promise<ContactRow | undefined> {

@@ -3,8 +3,9 @@
  * a contact's first message and reopens the latest when the contact writes after it was closed.
  */
 import { newId } from '../domain/ids.js';
+import { allColumns, compiled, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
-import type { ConversationRow } from './schema.js';
+import type { ConversationRow, ConversationsTable } from './schema.js';
 
 export async function getConversation(db: Db, accountId: string, id: string): Promise<ConversationRow | undefined> {
   return db.selectFrom('conversations').selectAll().where('account_id', '=', accountId).where('id', '=', id).executeTakeFirst();
@@ -15,15 +16,19 @@ export async function getConversationById(db: Db, id: string): Promise<Conversat
 }
 
 /** The contact's most recent conversation (open or closed) with this sender. */
+const latestConversation = compiled((db: Db, senderId: string, contactId: string) =>
+  db.selectFrom('conversations').selectAll().where('contact_id', '=', contactId).where('sender_id', '=', senderId).orderBy('id', 'desc').limit(1),
+);
+const conversationInsert = compiledInsert(
+  'conversations',
+  allColumns<ConversationsTable>({ id: true, account_id: true, sender_id: true, contact_id: true, status: true, assignee: true, last_message_at: true, created_at: true, updated_at: true, closed_at: true }),
+);
+const conversationTouch = compiled((db: Db, id: string, lastMessageAt: number, now: number) =>
+  db.updateTable('conversations').set({ last_message_at: lastMessageAt, updated_at: now }).where('id', '=', id),
+);
+
 export async function findLatestConversation(db: Db, senderId: string, contactId: string): Promise<ConversationRow | undefined> {
-  return db
-    .selectFrom('conversations')
-    .selectAll()
-    .where('contact_id', '=', contactId)
-    .where('sender_id', '=', senderId)
-    .orderBy('id', 'desc')
-    .limit(1)
-    .executeTakeFirst();
+  return latestConversation.first(db, senderId, contactId);
 }
 
 export interface ConversationTarget {
@@ -59,7 +64,7 @@ export async function ensureConversation(
       updated_at: now,
       closed_at: null,
     };
-    await db.insertInto('conversations').values(row).execute();
+    await conversationInsert.run(db, row);
     return { conversation: row, outcome: 'created' };
   }
   const reopening = opts.reopen && latest.status === 'closed';
@@ -68,7 +73,8 @@ export async function ensureConversation(
   const changes = reopening
     ? { status: 'open', closed_at: null, last_message_at: lastMessageAt, updated_at: now }
     : { last_message_at: lastMessageAt, updated_at: now };
-  await db.updateTable('conversations').set(changes).where('id', '=', latest.id).execute();
+  if (reopening) await db.updateTable('conversations').set(changes).where('id', '=', latest.id).execute();
+  else await conversationTouch.run(db, latest.id, lastMessageAt, now);
   return { conversation: { ...latest, ...changes }, outcome: reopening ? 'reopened' : 'existing' };
 }
 

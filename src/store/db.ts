@@ -9,10 +9,12 @@ import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import type { Migration, MigrationProvider } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
+import { registerSqlite } from './compiled.js';
 import { ImmediateSqliteDialect, WalSync } from './sqlite-driver.js';
 import * as m001 from './migrations/001_core.js';
 import * as m002 from './migrations/002_jobs.js';
 import * as m003 from './migrations/003_delivery.js';
+import * as m004 from './migrations/004_hot_paths.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -77,6 +79,7 @@ function openSqlite(path: string): Store {
   const wal = memory ? undefined : new WalSync(`${sqlite.name}-wal`);
   // Immediate transactions, flushes off the loop and cached statements: see `sqlite-driver.ts`.
   const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(sqlite, wal) });
+  registerSqlite(db, sqlite);
   return {
     db,
     engine: 'sqlite',
@@ -136,6 +139,7 @@ function migrations(engine: Engine): Record<string, Migration> {
     '001_core': { up: (db) => m001.up(db, engine) },
     '002_jobs': { up: (db) => m002.up(db, engine) },
     '003_delivery': { up: (db) => m003.up(db, engine) },
+    '004_hot_paths': { up: (db) => m004.up(db, engine) },
   };
 }
 

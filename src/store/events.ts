@@ -1,12 +1,15 @@
 /** Events: facts for subscribers, stored once and delivered to every endpoint that wants them. */
 import type { Insertable } from 'kysely';
+import { allColumns, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
 import type { EventRow, EventsTable } from './schema.js';
 
 export type NewEventRow = Insertable<EventsTable>;
 
-export async function insertEvent(db: Db, row: NewEventRow): Promise<void> {
-  await db.insertInto('events').values(row).execute();
+const eventInsert = compiledInsert('events', allColumns<EventsTable>({ id: true, account_id: true, type: true, sender_id: true, conversation_id: true, message_id: true, payload: true, created_at: true }));
+
+export async function insertEvent(db: Db, row: EventRow): Promise<void> {
+  await eventInsert.run(db, row);
 }
 
 export async function getEvent(db: Db, accountId: string, id: string): Promise<EventRow | undefined> {

@@ -4,20 +4,24 @@
  * status history and the reads receipts need (the lifecycle's rules live in
  * `src/pipeline/message-status.ts`).
  */
+import { allColumns, compiled, compiledByShape, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
-import type { MessageRow, NewMessage } from './schema.js';
+import type { MessageRow, MessagesTable, NewMessage } from './schema.js';
 
 // ----------------------------------------------------------------------------------------------
 // Reads
 // ----------------------------------------------------------------------------------------------
 
+const messageInAccount = compiled((db: Db, accountId: string, id: string) => db.selectFrom('messages').selectAll().where('account_id', '=', accountId).where('id', '=', id));
+const messageById = compiled((db: Db, id: string) => db.selectFrom('messages').selectAll().where('id', '=', id));
+
 export async function getMessage(db: Db, accountId: string, id: string): Promise<MessageRow | undefined> {
-  return db.selectFrom('messages').selectAll().where('account_id', '=', accountId).where('id', '=', id).executeTakeFirst();
+  return messageInAccount.first(db, accountId, id);
 }
 
 /** Unscoped, for jobs and echoes that hold an id given by scoped code or by the gateway itself. */
 export async function getMessageById(db: Db, id: string): Promise<MessageRow | undefined> {
-  return db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
+  return messageById.first(db, id);
 }
 
 export async function findMessageByMid(db: Db, senderId: string, mid: string): Promise<MessageRow | undefined> {
@@ -38,6 +42,45 @@ export async function listConversationMessages(db: Db, accountId: string, conver
 // ----------------------------------------------------------------------------------------------
 // Inserts
 // ----------------------------------------------------------------------------------------------
+
+const messageInsert = compiledInsert(
+  'messages',
+  allColumns<MessagesTable>({
+    id: true,
+    account_id: true,
+    sender_id: true,
+    contact_id: true,
+    conversation_id: true,
+    direction: true,
+    mid: true,
+    kind: true,
+    content: true,
+    raw: true,
+    status: true,
+    error_code: true,
+    error_message: true,
+    meta_error_code: true,
+    meta_error_subcode: true,
+    origin: true,
+    client_ref: true,
+    metadata: true,
+    messaging_type: true,
+    tag: true,
+    status_callback: true,
+    meta_timestamp: true,
+    created_at: true,
+    updated_at: true,
+    sent_at: true,
+    delivered_at: true,
+    read_at: true,
+    status_log: true,
+  }),
+);
+
+/** Inserts a complete row (every column given). */
+export async function insertMessage(db: Db, row: MessageRow): Promise<void> {
+  await messageInsert.run(db, row);
+}
 
 /**
  * Inserts a message unless one with the same `(sender_id, mid)` exists: Meta retries batches until
@@ -68,38 +111,39 @@ export async function updateMessageContent(db: Db, id: string, content: string, 
 // Status lifecycle
 // ----------------------------------------------------------------------------------------------
 
-export async function insertStatusHistory(
-  db: Db,
-  row: { message_id: string; account_id: string; status: string; detail: string | null; at: number },
-): Promise<void> {
-  await db.insertInto('message_status_history').values(row).execute();
-}
-
-export async function listStatusHistory(db: Db, messageId: string): Promise<{ status: string; detail: string | null; at: number }[]> {
-  return db.selectFrom('message_status_history').select(['status', 'detail', 'at']).where('message_id', '=', messageId).orderBy('id').execute();
-}
-
 /**
  * Outbound messages to a contact that a receipt's watermark covers: sent at or before it and in
  * one of `statuses` (those that may still move). Oldest first, the order they went out.
  */
 export async function listOutboundUpToWatermark(db: Db, contactId: string, senderId: string, watermark: number, statuses: readonly string[]): Promise<MessageRow[]> {
-  return db
-    .selectFrom('messages')
-    .selectAll()
-    .where('contact_id', '=', contactId)
-    .where('direction', '=', 'outbound')
-    .where('sent_at', '<=', watermark)
-    .where('sender_id', '=', senderId)
-    .where('status', 'in', [...statuses])
-    .orderBy('sent_at')
-    .orderBy('id')
-    .execute();
+  return upToWatermark(statuses.join(',')).all(db, contactId, senderId, watermark);
 }
+
+// Every receipt runs these; the status lists are few (one per target status), so one statement each.
+const upToWatermark = compiledByShape((shape: string) => ({
+  arity: 3,
+  build: (db: Db, contactId: string, senderId: string, watermark: number) =>
+    db
+      .selectFrom('messages')
+      .selectAll()
+      .where('contact_id', '=', contactId)
+      .where('direction', '=', 'outbound')
+      .where('sent_at', '<=', watermark)
+      .where('sender_id', '=', senderId)
+      .where('status', 'in', shape.split(','))
+      .orderBy('sent_at')
+      .orderBy('id'),
+}));
+const byOneMid = compiledByShape((shape: string) => ({
+  arity: 2,
+  build: (db: Db, senderId: string, mid: string) =>
+    db.selectFrom('messages').selectAll().where('sender_id', '=', senderId).where('mid', '=', mid).where('direction', '=', 'outbound').where('status', 'in', shape.split(',')),
+}));
 
 /** Outbound messages of a sender with these mids, in one of `statuses`. */
 export async function listOutboundByMids(db: Db, senderId: string, mids: readonly string[], statuses: readonly string[]): Promise<MessageRow[]> {
   if (mids.length === 0 || statuses.length === 0) return [];
+  if (mids.length === 1) return byOneMid(statuses.join(',')).all(db, senderId, mids[0] as string);
   return db
     .selectFrom('messages')
     .selectAll()

@@ -148,17 +148,10 @@ export interface MessagesTable {
   sent_at: number | null;
   delivered_at: number | null;
   read_at: number | null;
+  /** JSON: an outbound message's status history, `[{status, at, detail?}, …]` oldest first; null inbound. */
+  status_log: string | null;
 }
 
-export interface MessageStatusHistoryTable {
-  id: Generated<number>;
-  message_id: string;
-  account_id: string;
-  status: string;
-  /** JSON: error code and Meta's code/message for failures, watermark for receipts. */
-  detail: string | null;
-  at: number;
-}
 
 /** Raw webhook POSTs from Meta, stored before anything is parsed (the durable ingress write). */
 export interface InboundBatchesTable {
@@ -315,7 +308,6 @@ export interface Database {
   contacts: ContactsTable;
   conversations: ConversationsTable;
   messages: MessagesTable;
-  message_status_history: MessageStatusHistoryTable;
   inbound_batches: InboundBatchesTable;
   unroutable_events: UnroutableEventsTable;
   events: EventsTable;

@@ -1,5 +1,7 @@
 /** Senders: connected Pages and Instagram accounts. Every read is scoped to an account, except the
  * ingress lookup by Meta id, which is how an event finds its account in the first place. */
+import { sql } from 'kysely';
+import { compiled } from './compiled.js';
 import type { Db } from './db.js';
 import type { NewSender, SenderRow, SenderUpdate } from './schema.js';
 
@@ -7,13 +9,16 @@ export async function insertSender(db: Db, row: NewSender): Promise<void> {
   await db.insertInto('senders').values(row).execute();
 }
 
+const senderInAccount = compiled((db: Db, accountId: string, id: string) => db.selectFrom('senders').selectAll().where('account_id', '=', accountId).where('id', '=', id));
+const senderById = compiled((db: Db, id: string) => db.selectFrom('senders').selectAll().where('id', '=', id));
+
 export async function getSender(db: Db, accountId: string, id: string): Promise<SenderRow | undefined> {
-  return db.selectFrom('senders').selectAll().where('account_id', '=', accountId).where('id', '=', id).executeTakeFirst();
+  return senderInAccount.first(db, accountId, id);
 }
 
 /** Unscoped, for jobs that already hold a sender id they were given by scoped code. */
 export async function getSenderById(db: Db, id: string): Promise<SenderRow | undefined> {
-  return db.selectFrom('senders').selectAll().where('id', '=', id).executeTakeFirst();
+  return senderById.first(db, id);
 }
 
 export async function listSenders(db: Db, accountId: string, opts: { after?: string; limit: number; includeDisconnected?: boolean }): Promise<SenderRow[]> {
@@ -24,14 +29,13 @@ export async function listSenders(db: Db, accountId: string, opts: { after?: str
 }
 
 /** The connected sender for a Meta id (Page id or Instagram account id), whatever its account. */
+// The health is a literal in the text, so SQLite can use the partial unique index on live senders.
+const liveSenderByMetaId = compiled((db: Db, channel: string, metaId: string) =>
+  db.selectFrom('senders').selectAll().where('channel', '=', channel).where('meta_id', '=', metaId).where('health', '<>', sql.lit('disconnected')),
+);
+
 export async function findLiveSenderByMetaId(db: Db, channel: 'messenger' | 'instagram', metaId: string): Promise<SenderRow | undefined> {
-  return db
-    .selectFrom('senders')
-    .selectAll()
-    .where('channel', '=', channel)
-    .where('meta_id', '=', metaId)
-    .where('health', '<>', 'disconnected')
-    .executeTakeFirst();
+  return liveSenderByMetaId.first(db, channel, metaId);
 }
 
 export async function updateSender(db: Db, accountId: string, id: string, changes: SenderUpdate): Promise<void> {

@@ -32,7 +32,7 @@ describeEachEngine('messages repository (inbound side)', (engine) => {
       id: newId('msg'), account_id: account.id, sender_id: senderId, contact_id: contact.id, conversation_id: conversation.id, direction: 'inbound',
       mid: null, kind: 'text', content: '{}', raw: null, status: 'received', error_code: null, error_message: null, meta_error_code: null,
       meta_error_subcode: null, origin: 'external', client_ref: null, metadata: null, messaging_type: null, tag: null, status_callback: null,
-      meta_timestamp: null, created_at: NOW, updated_at: NOW, sent_at: null, delivered_at: null, read_at: null, ...over,
+      meta_timestamp: null, created_at: NOW, updated_at: NOW, sent_at: null, delivered_at: null, read_at: null, status_log: null, ...over,
     });
     return { accountId: account.id, senderId, contactId: contact.id, row };
   }

@@ -167,7 +167,7 @@ export function messageRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
         const row = await getMessage(ctx.store.db, req.account.id, req.params.id);
         if (!row) throw new GatewayError('NOT_FOUND', { resource: 'message' });
         const channel = (await channels(ctx, [row])).get(row.sender_id) ?? 'messenger';
-        return { ...messageResource(row, channel), status_history: await statusHistory(ctx.store.db, row.id) };
+        return { ...messageResource(row, channel), status_history: statusHistory(row) };
       },
     );
 

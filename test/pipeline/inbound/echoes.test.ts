@@ -1,4 +1,5 @@
 import { afterEach, expect, it } from 'vitest';
+import { statusHistory } from '../../../src/pipeline/message-status.js';
 import { describeEachEngine } from '../../support/db.js';
 import { fixture, insertOutbound, openHarness, pageEnvelope, seedContact } from './support.js';
 import type { Harness } from './support.js';
@@ -74,8 +75,7 @@ describeEachEngine('inbound echoes', (engine) => {
     expect(JSON.parse(row.content)).toEqual({ text: 'hello' });
     const [event] = await h.events('message.echo');
     expect(event!.data).toMatchObject({ external: true, app_id: '950864918368986', message: { id: row.id, direction: 'outbound', origin: 'external' } });
-    const history = await h.store.db.selectFrom('message_status_history').select('status').where('message_id', '=', row.id).execute();
-    expect(history).toEqual([{ status: 'sent' }]);
+    expect(statusHistory(row).map((e) => ({ status: e.status, detail: e.detail }))).toEqual([{ status: 'sent', detail: { source: 'echo', app_id: '950864918368986' } }]);
 
     // A page-inbox reply does not restart the window: only the person's own messages do.
     const contact = await h.store.db.selectFrom('contacts').selectAll().executeTakeFirstOrThrow();

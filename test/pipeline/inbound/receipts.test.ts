@@ -1,4 +1,5 @@
 import { afterEach, expect, it } from 'vitest';
+import { statusHistory } from '../../../src/pipeline/message-status.js';
 import { describeEachEngine } from '../../support/db.js';
 import { fixture, insertOutbound, openHarness, pageEnvelope, seedContact } from './support.js';
 import type { Harness } from './support.js';
@@ -43,9 +44,10 @@ describeEachEngine('inbound receipts', (engine) => {
       [early.id, 'delivered', 'sent'],
       [middle.id, 'delivered', 'sent'],
     ]);
-    const history = await h.store.db.selectFrom('message_status_history').selectAll().where('message_id', '=', early.id).execute();
+    const stored = await h.store.db.selectFrom('messages').select('status_log').where('id', '=', early.id).executeTakeFirstOrThrow();
+    const history = statusHistory(stored);
     expect(history.map((r) => r.status)).toEqual(['delivered']);
-    expect(JSON.parse(history[0]!.detail!)).toMatchObject({ source: 'delivery', watermark: T0 + 2000 });
+    expect(history[0]!.detail).toMatchObject({ source: 'delivery', watermark: T0 + 2000 });
     // The per-message status callback gets a delivery of its own.
     const callbacks = await h.store.db.selectFrom('deliveries').select(['url', 'event_id']).where('url', 'is not', null).execute();
     expect(callbacks).toEqual([{ url: 'https://app.test/status', event_id: events[0]!.id }]);

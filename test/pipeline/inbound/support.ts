@@ -196,6 +196,7 @@ export async function insertOutbound(
     sent_at: input.sentAt ?? null,
     delivered_at: null,
     read_at: null,
+    status_log: null,
   };
   await h.store.db.insertInto('messages').values(row).execute();
   return row;

@@ -1,7 +1,7 @@
 /** The shared status lifecycle: forward only, failed is final unless proven sent, every move an event in order. */
 import { afterEach, expect, it } from 'vitest';
 import { JobQueue } from '../../../src/jobs/queue.js';
-import { advanceStatus, applyOutboundEcho, canMove, recordInitialStatuses } from '../../../src/pipeline/message-status.js';
+import { advanceStatus, applyOutboundEcho, canMove, initialStatusLog, recordInitialStatuses, statusHistory } from '../../../src/pipeline/message-status.js';
 import { serializeSendState } from '../../../src/pipeline/outbound-state.js';
 import { describeEachEngine } from '../../support/db.js';
 import type { TestStore } from '../../support/db.js';
@@ -31,7 +31,7 @@ describeEachEngine('message status', (engine) => {
 
   it('moves only forward and records each move once', async () => {
     const { db, queue, rows } = await setup();
-    const message = await insertOutboundRow(db, rows, NOW);
+    const message = await insertOutboundRow(db, rows, NOW, { status_log: initialStatusLog(['accepted', 'queued'], { at: NOW }) });
     await recordInitialStatuses(db, queue, message, ['accepted', 'queued'], { at: NOW });
     const sending = await advanceStatus(db, queue, message, 'sending', { at: NOW + 1 });
     expect(sending?.status).toBe('sending');
@@ -44,8 +44,8 @@ describeEachEngine('message status', (engine) => {
     const read = await advanceStatus(db, queue, message, 'read', { at: NOW + 9 });
     expect(read?.status).toBe('read');
 
-    const history = await db.selectFrom('message_status_history').select('status').where('message_id', '=', message.id).orderBy('id').execute();
-    expect(history.map((h) => h.status)).toEqual(['accepted', 'queued', 'sending', 'delivered', 'read']);
+    const stored = await db.selectFrom('messages').select('status_log').where('id', '=', message.id).executeTakeFirstOrThrow();
+    expect(statusHistory(stored).map((h) => h.status)).toEqual(['accepted', 'queued', 'sending', 'delivered', 'read']);
     const events = await statusEvents(message.id);
     expect(events.map((e) => [e.previous_status, e.status])).toEqual([
       [null, 'accepted'],

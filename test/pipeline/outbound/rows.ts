@@ -96,6 +96,7 @@ export async function insertOutboundRow(db: Db, rows: Rows, now: number, changes
     sent_at: null,
     delivered_at: null,
     read_at: null,
+    status_log: null,
     ...changes,
   };
   await db.insertInto('messages').values(row).execute();

@@ -1,10 +1,10 @@
 /** Group commit: transactions asked for together commit together, each isolated from the others' failures. */
 import { afterEach, expect, it } from 'vitest';
-import { JobQueue } from '../../../src/jobs/queue.js';
-import { GroupCommit } from '../../../src/pipeline/outbound-commit.js';
-import { describeEachEngine } from '../../support/db.js';
-import type { TestStore } from '../../support/db.js';
-import { openOutboundStore } from './support.js';
+import { JobQueue } from '../../src/jobs/queue.js';
+import { GroupCommit } from '../../src/jobs/group-commit.js';
+import { describeEachEngine } from '../support/db.js';
+import type { TestStore } from '../support/db.js';
+import { openOutboundStore } from '../pipeline/outbound/support.js';
 
 const NOW = Date.UTC(2026, 5, 1, 12);
 

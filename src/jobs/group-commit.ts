@@ -1,6 +1,6 @@
 /**
- * Group commit for the outbound path on SQLite. Every accepted message and every status move of a
- * send is a small transaction; on SQLite each commit is an fsync on the event loop's thread
+ * Group commit on SQLite: the accepted messages, the status moves of sends and receipts, and the
+ * job runners' claims and outcomes are each a small transaction; on SQLite each commit is an fsync on the event loop's thread
  * (better-sqlite3 is synchronous), a couple of milliseconds during which nothing else runs. So the
  * transactions that arrive while one group is committing are gathered and written together, each
  * inside its own savepoint (one failing rolls back only itself), and each caller hears its result
@@ -10,8 +10,8 @@
  * parallel; grouping there would also make unrelated row locks (contacts, FIFO keys) wait on each
  * other and risk deadlocks between groups. So on PostgreSQL `run` is a plain transaction.
  */
-import type { JobQueue } from '../jobs/queue.js';
 import type { Db, Store } from '../store/db.js';
+import type { JobQueue } from './queue.js';
 
 /** A group is written at once when it reaches this size, keeping one commit's work and memory small. */
 const MAX_GROUP = 128;
@@ -66,16 +66,18 @@ export class GroupCommit {
     this.#waiting = this.#waiting.slice(group.length);
     let outcomes: Outcome[] | null = null;
     let failure: unknown = null;
+    const enqueued = { any: false };
     try {
-      outcomes = await this.#write(group);
+      outcomes = await this.#write(group, enqueued);
     } catch (err) {
       failure = err;
     }
     this.#committing = false;
     if (this.#waiting.length > 0) this.#schedule();
     if (outcomes !== null) {
-      // Wakes the runners for the jobs the group enqueued (committed now).
-      await this.#queue.notify().catch(() => undefined);
+      // Wakes the runners for the jobs the group enqueued (committed now). Only then: a runner's
+      // own claim is a member of groups too, and waking it for nothing would make it cycle again.
+      if (enqueued.any) await this.#queue.notify().catch(() => undefined);
       group.forEach((p, i) => {
         const outcome = outcomes[i] as Outcome;
         if (outcome.ok) p.resolve(outcome.value);
@@ -86,19 +88,21 @@ export class GroupCommit {
     }
   }
 
-  async #write(group: Pending[]): Promise<Outcome[]> {
+  async #write(group: Pending[], enqueued: { any: boolean }): Promise<Outcome[]> {
     const trx = await this.#store.db.startTransaction().execute();
     const outcomes: Outcome[] = [];
     try {
       if (group.length === 1) {
         // Alone, the transaction is the item's own: no savepoint needed.
         outcomes.push({ ok: true, value: await (group[0] as Pending).fn(trx) });
+        enqueued.any = this.#queue.enqueuedIn(trx);
       } else {
         for (const p of group) {
           const item = await trx.savepoint('item').execute();
           try {
             const value = await p.fn(item);
             await item.releaseSavepoint('item').execute();
+            if (this.#queue.enqueuedIn(item)) enqueued.any = true;
             outcomes.push({ ok: true, value });
           } catch (error) {
             await item.rollbackToSavepoint('item').execute();
@@ -118,14 +122,14 @@ export class GroupCommit {
   }
 }
 
-// One per gateway (per pipeline context), like its connection.
-const committers = new WeakMap<object, GroupCommit>();
+// One per job queue (one per gateway), like its connection: the pipeline and the runners share it.
+const committers = new WeakMap<JobQueue, GroupCommit>();
 
-export function groupCommitFor(ctx: { store: Store; queue: JobQueue }): GroupCommit {
-  let committer = committers.get(ctx);
+export function groupCommitFor(owner: { queue: JobQueue }): GroupCommit {
+  let committer = committers.get(owner.queue);
   if (committer === undefined) {
-    committer = new GroupCommit(ctx.store, ctx.queue);
-    committers.set(ctx, committer);
+    committer = new GroupCommit(owner.queue.store, owner.queue);
+    committers.set(owner.queue, committer);
   }
   return committer;
 }
