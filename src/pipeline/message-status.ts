@@ -196,15 +196,15 @@ export async function advanceStatus(
     if (current.direction !== 'outbound' || !canMove(from, to)) return null;
     const now = change.now ?? change.at;
     const set: Partial<MessageRow> = { status: to, updated_at: now };
-    if (to === 'sent') set.sent_at = current.sent_at ?? change.at;
-    if (to === 'delivered') {
-      set.delivered_at = change.at;
-      set.sent_at = current.sent_at ?? change.at;
+    // A time already set is left out of the update: SQLite rewrites an index entry whenever its
+    // column is in the SET list, changed or not (`sent_at` is in the receipts' index).
+    if (to === 'sent' || to === 'delivered' || to === 'read') {
+      if (current.sent_at === null) set.sent_at = change.at;
     }
+    if (to === 'delivered') set.delivered_at = change.at;
     if (to === 'read') {
       set.read_at = change.at;
-      set.delivered_at = current.delivered_at ?? change.at;
-      set.sent_at = current.sent_at ?? change.at;
+      if (current.delivered_at === null) set.delivered_at = change.at;
     }
     if (to === 'failed' && change.error !== undefined) {
       set.error_code = change.error.code;

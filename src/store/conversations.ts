@@ -3,6 +3,7 @@
  * a contact's first message and reopens the latest when the contact writes after it was closed.
  */
 import { newId } from '../domain/ids.js';
+import { sql } from 'kysely';
 import { allColumns, compiled, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
 import type { ConversationRow, ConversationsTable } from './schema.js';
@@ -16,8 +17,9 @@ export async function getConversationById(db: Db, id: string): Promise<Conversat
 }
 
 /** The contact's most recent conversation (open or closed) with this sender. */
+// `limit 1` in the text: with a bound limit SQLite took three times as long (11 against 3.5 µs).
 const latestConversation = compiled((db: Db, senderId: string, contactId: string) =>
-  db.selectFrom('conversations').selectAll().where('contact_id', '=', contactId).where('sender_id', '=', senderId).orderBy('id', 'desc').limit(1),
+  db.selectFrom('conversations').selectAll().where('contact_id', '=', contactId).where('sender_id', '=', senderId).orderBy('id', 'desc').limit(sql.lit(1)),
 );
 const conversationInsert = compiledInsert(
   'conversations',
