@@ -1,5 +1,6 @@
 /** Accounts and subaccounts. A parent manages its children; a child never sees its parent or siblings. */
 import { newId } from '../domain/ids.js';
+import { compiled } from './compiled.js';
 import type { Db } from './db.js';
 import type { AccountRow } from './schema.js';
 
@@ -11,8 +12,10 @@ export async function createAccount(db: Db, input: { name: string; parent_id?: s
   return row;
 }
 
+const accountById = compiled((db: Db, id: string) => db.selectFrom('accounts').selectAll().where('id', '=', id));
+
 export async function getAccount(db: Db, id: string): Promise<AccountRow | undefined> {
-  return db.selectFrom('accounts').selectAll().where('id', '=', id).executeTakeFirst();
+  return accountById.first(db, id);
 }
 
 /** A subaccount of `parentId`, or undefined: the only way a parent reaches a child's row. */

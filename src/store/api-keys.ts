@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { newId } from '../domain/ids.js';
+import { compiled } from './compiled.js';
 import type { Db } from './db.js';
 import type { ApiKeyRow } from './schema.js';
 
@@ -31,9 +32,12 @@ export async function createApiKey(db: Db, accountId: string, name: string, now 
 }
 
 /** The live key row for a presented key, looked up by hash (the index makes timing independent of the key). */
+// Every API request runs this (compiled once: see `compiled.ts`).
+const liveKeyByHash = compiled((db: Db, hash: string) => db.selectFrom('api_keys').selectAll().where('hash', '=', hash).where('revoked_at', 'is', null));
+
 export async function findApiKey(db: Db, key: string): Promise<ApiKeyRow | undefined> {
   if (!key.startsWith(KEY_PREFIX)) return undefined;
-  return db.selectFrom('api_keys').selectAll().where('hash', '=', hashApiKey(key)).where('revoked_at', 'is', null).executeTakeFirst();
+  return liveKeyByHash.first(db, hashApiKey(key));
 }
 
 export async function touchApiKey(db: Db, id: string, now = Date.now()): Promise<void> {

@@ -78,8 +78,9 @@ function openSqlite(path: string): Store {
   sqlite.pragma('busy_timeout = 5000');
   const wal = memory ? undefined : new WalSync(`${sqlite.name}-wal`);
   // Immediate transactions, flushes off the loop and cached statements: see `sqlite-driver.ts`.
-  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(sqlite, wal) });
-  registerSqlite(db, sqlite);
+  const dialect = new ImmediateSqliteDialect(sqlite, wal);
+  const db = new Kysely<Database>({ dialect });
+  registerSqlite(db, sqlite, () => dialect.connectionIdle());
   return {
     db,
     engine: 'sqlite',

@@ -4,6 +4,7 @@
  * status history and the reads receipts need (the lifecycle's rules live in
  * `src/pipeline/message-status.ts`).
  */
+import { sql } from 'kysely';
 import { allColumns, compiled, compiledByShape, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
 import type { MessageRow, MessagesTable, NewMessage } from './schema.js';
@@ -119,7 +120,9 @@ export async function listOutboundUpToWatermark(db: Db, contactId: string, sende
   return upToWatermark(statuses.join(',')).all(db, contactId, senderId, watermark);
 }
 
-// Every receipt runs these; the status lists are few (one per target status), so one statement each.
+// Every receipt runs these; the status lists are few (one per target status), so one statement
+// each, with the constants written into the text (bound, SQLite plans without knowing them).
+const lit = (values: readonly string[]) => values.map((v) => sql.lit(v));
 const upToWatermark = compiledByShape((shape: string) => ({
   arity: 3,
   build: (db: Db, contactId: string, senderId: string, watermark: number) =>
@@ -127,17 +130,17 @@ const upToWatermark = compiledByShape((shape: string) => ({
       .selectFrom('messages')
       .selectAll()
       .where('contact_id', '=', contactId)
-      .where('direction', '=', 'outbound')
+      .where('direction', '=', sql.lit('outbound'))
       .where('sent_at', '<=', watermark)
       .where('sender_id', '=', senderId)
-      .where('status', 'in', shape.split(','))
+      .where('status', 'in', lit(shape.split(',')))
       .orderBy('sent_at')
       .orderBy('id'),
 }));
 const byOneMid = compiledByShape((shape: string) => ({
   arity: 2,
   build: (db: Db, senderId: string, mid: string) =>
-    db.selectFrom('messages').selectAll().where('sender_id', '=', senderId).where('mid', '=', mid).where('direction', '=', 'outbound').where('status', 'in', shape.split(',')),
+    db.selectFrom('messages').selectAll().where('sender_id', '=', senderId).where('mid', '=', mid).where('direction', '=', sql.lit('outbound')).where('status', 'in', lit(shape.split(','))),
 }));
 
 /** Outbound messages of a sender with these mids, in one of `statuses`. */

@@ -142,6 +142,10 @@ class ConnectionMutex {
   #promise: Promise<void> | undefined;
   #resolve: (() => void) | undefined;
 
+  get locked(): boolean {
+    return this.#promise !== undefined;
+  }
+
   async lock(): Promise<void> {
     while (this.#promise) await this.#promise;
     this.#promise = new Promise((resolve) => {
@@ -170,6 +174,11 @@ class ImmediateSqliteDriver implements Driver {
   }
 
   async init(): Promise<void> {}
+
+  /** No one holds the connection: no transaction is open on it. */
+  idle(): boolean {
+    return !this.#mutex.locked;
+  }
 
   async acquireConnection(): Promise<DatabaseConnection> {
     await this.#mutex.lock();
@@ -228,7 +237,15 @@ export class ImmediateSqliteDialect extends SqliteDialect {
     this.#wal = wal;
   }
 
+  #driver: ImmediateSqliteDriver | undefined;
+
   override createDriver(): Driver {
-    return new ImmediateSqliteDriver(this.#db, this.#wal);
+    this.#driver = new ImmediateSqliteDriver(this.#db, this.#wal);
+    return this.#driver;
+  }
+
+  /** No one holds the connection (see `compiled.ts`, which reads directly then). */
+  connectionIdle(): boolean {
+    return this.#driver?.idle() ?? false;
   }
 }
