@@ -147,7 +147,8 @@ function migrations(engine: Engine): Record<string, Migration> {
 /** The advisory lock that serialises migrations (any 64-bit number unique to Switchboard). */
 export const MIGRATION_LOCK_KEY = 7_350_412_201;
 
-export async function migrate(store: Store): Promise<string[]> {
+/** Runs the migrations not yet applied, all of them or (`to`, for tests of a migration) up to one. */
+export async function migrate(store: Store, options: { to?: string } = {}): Promise<string[]> {
   const provider: MigrationProvider = { getMigrations: async () => migrations(store.engine) };
   // The migration bookkeeping tables live in the store's own schema: without this, Kysely finds
   // another schema's lock table through the catalogue and fails when schemas share a database.
@@ -163,7 +164,7 @@ export async function migrate(store: Store): Promise<string[]> {
   let outcome: Awaited<ReturnType<Migrator['migrateToLatest']>>;
   try {
     await lock?.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    outcome = await migrator.migrateToLatest();
+    outcome = options.to === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(options.to);
   } finally {
     await lock?.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
     lock?.release();

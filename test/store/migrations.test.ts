@@ -1,5 +1,6 @@
 import { afterEach, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import { statusHistory } from '../../src/pipeline/message-status.js';
 import { migrate } from '../../src/store/db.js';
 import { describeEachEngine, openTestStore } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
@@ -29,6 +30,42 @@ describeEachEngine('migrations', (engine) => {
     const b = await store.db.insertInto('jobs').values(values).returning('id').executeTakeFirstOrThrow();
     expect(typeof a.id).toBe('number');
     expect(b.id).toBeGreaterThan(a.id);
+  });
+
+  it('move the status history of existing messages into their rows (004)', async () => {
+    store = await openTestStore(engine, { migrateTo: '003_delivery' });
+    const db = store.db;
+    const now = 1_700_000_000_000;
+    await db.insertInto('accounts').values({ id: 'acc_1', parent_id: null, name: 'A', status: 'active', created_at: now, updated_at: now }).execute();
+    await db
+      .insertInto('senders')
+      .values({ id: 'snd_1', account_id: 'acc_1', channel: 'messenger', meta_id: '42', page_id: '42', name: null, username: null, token_enc: 'x', health: 'active', health_reason: null, health_changed_at: now, inbound_url: null, inbound_method: 'POST', fallback_url: null, fallback_method: 'POST', status_url: null, status_method: 'POST', format: 'native', human_agent: 0, settings: '{}', last_checked_at: null, created_at: now, updated_at: now })
+      .execute();
+    await sql`insert into contacts (id, account_id, sender_id, channel, psid, profile_status, created_at, updated_at) values ('con_1', 'acc_1', 'snd_1', 'messenger', '7', 'pending', ${now}, ${now})`.execute(db);
+    await sql`insert into conversations (id, account_id, sender_id, contact_id, status, created_at, updated_at) values ('cnv_1', 'acc_1', 'snd_1', 'con_1', 'open', ${now}, ${now})`.execute(db);
+    const message = (id: string, direction: string, status: string) =>
+      sql`insert into messages (id, account_id, sender_id, contact_id, conversation_id, direction, kind, content, status, origin, created_at, updated_at)
+        values (${id}, 'acc_1', 'snd_1', 'con_1', 'cnv_1', ${direction}, 'text', '{}', ${status}, 'api', ${now}, ${now})`.execute(db);
+    await message('msg_out', 'outbound', 'delivered');
+    await message('msg_in', 'inbound', 'received');
+    const history = (status: string, detail: string | null, at: number) =>
+      sql`insert into message_status_history (message_id, account_id, status, detail, at) values ('msg_out', 'acc_1', ${status}, ${detail}, ${at})`.execute(db);
+    await history('accepted', null, now);
+    await history('queued', null, now);
+    await history('sent', JSON.stringify({ mid: 'm_1' }), now + 5);
+    await history('delivered', JSON.stringify({ source: 'delivery', watermark: now + 9 }), now + 9);
+
+    expect(await migrate(store)).toEqual(['004_hot_paths']);
+    const rows = await db.selectFrom('messages').select(['id', 'status_log']).orderBy('id').execute();
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(statusHistory(byId.get('msg_out')!)).toEqual([
+      { status: 'accepted', at: new Date(now).toISOString(), detail: null },
+      { status: 'queued', at: new Date(now).toISOString(), detail: null },
+      { status: 'sent', at: new Date(now + 5).toISOString(), detail: { mid: 'm_1' } },
+      { status: 'delivered', at: new Date(now + 9).toISOString(), detail: { source: 'delivery', watermark: now + 9 } },
+    ]);
+    expect(byId.get('msg_in')!.status_log).toBeNull();
+    await expect(sql`select count(*) from message_status_history`.execute(db)).rejects.toThrow();
   });
 
   it('refuse a second live sender for the same Meta id', async () => {

@@ -38,11 +38,13 @@ export interface TestStore extends Store {
   dispose(): Promise<void>;
 }
 
-export async function openTestStore(engine: Engine): Promise<TestStore> {
+/** A fresh store on `engine`, migrated to the latest schema (or, `migrateTo`, up to one migration). */
+export async function openTestStore(engine: Engine, options: { migrateTo?: string } = {}): Promise<TestStore> {
+  const to = options.migrateTo === undefined ? {} : { to: options.migrateTo };
   if (engine === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'switchboard-test-'));
     const store = await openStore({ url: join(dir, 'test.db') });
-    await migrate(store);
+    await migrate(store, to);
     return {
       ...store,
       async dispose() {
@@ -55,7 +57,7 @@ export async function openTestStore(engine: Engine): Promise<TestStore> {
   if (reason) throw new Error(reason);
   const schema = `t_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
   const store = await openStore({ url: POSTGRES_URL, schema, poolSize: 12 });
-  await migrate(store);
+  await migrate(store, to);
   return {
     ...store,
     async dispose() {
