@@ -178,15 +178,34 @@ export function jobPayload<T>(job: Job): T {
   return (typeof job.payload === 'string' ? JSON.parse(job.payload) : job.payload) as T;
 }
 
-/** The `inbound.batch` handler: items that failed make the job retry (only those items). */
+// The batches of one job are processed this many at a time: side by side, as when each batch was
+// a job of its own, so their writes share group commits, yet one large group cannot flood the loop.
+const BATCHES_AT_ONCE = 16;
+
+function batchIdsOf(payload: InboundBatchJobPayload): number[] {
+  if (Array.isArray(payload.batch_ids) && payload.batch_ids.every((id) => typeof id === 'number')) return payload.batch_ids;
+  if (typeof payload.batch_id === 'number') return [payload.batch_id];
+  throw new PermanentJobError('inbound.batch payload names no batch');
+}
+
+/**
+ * The `inbound.batch` handler: processes the job's batches; items that failed make the job retry,
+ * and a retry redoes only those items (finished batches are skipped).
+ */
 export function inboundBatchHandler(ctx: PipelineContext): JobHandler {
   return async (job) => {
-    const { batch_id } = jobPayload<InboundBatchJobPayload>(job);
-    if (typeof batch_id !== 'number') throw new PermanentJobError('inbound.batch payload has no batch_id');
-    const result = await processInboundBatch(ctx, batch_id);
-    if (result.failed.length > 0) {
-      throw new RetryableJobError(`${result.failed.length} item(s) of inbound batch ${batch_id} failed: ${result.failed[0]?.error ?? ''}`);
-    }
+    const ids = batchIdsOf(jobPayload<InboundBatchJobPayload>(job));
+    const failures: string[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < ids.length) {
+        const id = ids[next++] as number;
+        const result = await processInboundBatch(ctx, id);
+        if (result.failed.length > 0) failures.push(`${result.failed.length} item(s) of inbound batch ${id} failed: ${result.failed[0]?.error ?? ''}`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BATCHES_AT_ONCE, ids.length) }, worker));
+    if (failures.length > 0) throw new RetryableJobError(failures.join('; '));
   };
 }
 

@@ -2,11 +2,21 @@
 
 export const INBOUND_BATCH_JOB = 'inbound.batch';
 
+/**
+ * The batches one `inbound.batch` job processes: every body of one ingress group (`batch_ids`),
+ * or one batch (`batch_id`, as jobs were written before groups shared a job).
+ */
 export interface InboundBatchJobPayload {
-  batch_id: number;
+  batch_ids?: number[];
+  batch_id?: number;
 }
 
-/** Writes one group durably: the bodies and one `inbound.batch` job each. */
+/** The payload of the job of one ingress group. */
+export function groupJobPayload(ids: readonly number[]): string {
+  return JSON.stringify({ batch_ids: [...ids] } satisfies InboundBatchJobPayload);
+}
+
+/** Writes one group durably: the bodies and one `inbound.batch` job for them all. */
 export interface BatchCommitter {
   /** Groups that may be on their way at once. */
   readonly maxInFlight: number;

@@ -2,7 +2,7 @@
  * Group commit for webhook ingress. Each POST waits for a durable write before it is answered, and
  * one commit per request would cap ingress at the disk's commit rate: so requests arriving within
  * a short window (or until a group fills) are written together, `inbound_batches` rows plus one
- * `inbound.batch` job each, and every request is answered after that write is durable.
+ * `inbound.batch` job for the group, and every request is answered after that write is durable.
  * Collecting for a timed window rather than one event-loop turn matters: with a new connection per
  * request, a turn holds a single request.
  *
@@ -39,10 +39,7 @@ export class QueueCommitter implements BatchCommitter {
   async commit(bodies: readonly string[], receivedAt: number): Promise<number[]> {
     return this.queue.transaction(async (trx) => {
       const ids = await insertInboundBatches(trx, bodies, receivedAt);
-      await this.queue.enqueue(
-        trx,
-        ids.map((id) => ({ kind: INBOUND_BATCH_JOB, payload: { batch_id: id } satisfies InboundBatchJobPayload })),
-      );
+      await this.queue.enqueue(trx, { kind: INBOUND_BATCH_JOB, payload: { batch_ids: ids } satisfies InboundBatchJobPayload });
       return ids;
     });
   }
