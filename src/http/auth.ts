@@ -6,7 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../domain/errors.js';
 import type { Db } from '../store/db.js';
-import { findApiKey, touchApiKey } from '../store/api-keys.js';
+import { findApiKeyAccount, touchApiKey } from '../store/api-keys.js';
 import { getAccount } from '../store/accounts.js';
 import type { AccountRow } from '../store/schema.js';
 
@@ -35,10 +35,10 @@ export function bearerAuth(db: Db, now: () => number = Date.now) {
     const header = request.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match?.[1]) throw new GatewayError('UNAUTHENTICATED');
-    const key = await findApiKey(db, match[1]);
-    if (!key) throw new GatewayError('UNAUTHENTICATED');
-    const owner = await getAccount(db, key.account_id);
-    if (!owner) throw new GatewayError('UNAUTHENTICATED');
+    const found = await findApiKeyAccount(db, match[1]);
+    if (!found) throw new GatewayError('UNAUTHENTICATED');
+    const owner = found.account;
+    const key = { id: found.keyId };
     assertUsable(owner);
     let account: AccountRow = owner;
     const actAs = request.headers['switchboard-account'];

@@ -64,6 +64,8 @@ export interface AcceptOptions {
   idempotencyKey?: string;
   /** The one confirmation after a stop word (reaches a contact who just opted out). */
   optOutConfirmation?: boolean;
+  /** `checkOutboundUrls` already ran on this input (outside the transaction). */
+  urlsChecked?: boolean;
 }
 
 /** Everything checked about a message before it is written. */
@@ -151,6 +153,33 @@ async function checkMedia(db: Db, accountId: string, content: MessageContent): P
 }
 
 /**
+ * Checks the URLs a message names (its status callback, its attachments' URLs) against the
+ * private ranges. Apart from the rest of the checks because a URL check may resolve a name: it
+ * runs before the transaction, never inside one that other writes share.
+ */
+export async function checkOutboundUrls(ctx: PipelineContext, input: OutboundMessageInput): Promise<void> {
+  if (typeof input.status_callback === 'string') {
+    try {
+      await ctx.urlGuard.check(input.status_callback);
+    } catch (err) {
+      throw field(err, 'status_callback');
+    }
+  }
+  // Meta fetches attachment URLs, but a URL into the gateway's own network has no business in a
+  // message either: it is refused here, like every URL the gateway is handed.
+  const attachments = Array.isArray(input.attachments) ? (input.attachments as unknown[]) : [];
+  for (let i = 0; i < attachments.length; i += 1) {
+    const url = (attachments[i] as { url?: unknown } | null)?.url;
+    if (typeof url !== 'string') continue;
+    try {
+      await ctx.urlGuard.check(url);
+    } catch (err) {
+      throw field(err, `attachments[${i}].url`);
+    }
+  }
+}
+
+/**
  * Checks a message completely without writing anything: the sender, the recipient, the content,
  * the status callback URL and the policy. Throws the GatewayError the API answers with. Inside a
  * transaction pass it as `db` (SQLite has one connection: reading beside it would wait for ever).
@@ -191,25 +220,7 @@ export async function prepareOutbound(
     state.notification_type = input.notification_type as NotificationType;
   }
   if (options.optOutConfirmation === true) state.opt_out_confirmation = true;
-  if (input.status_callback !== undefined) {
-    try {
-      await ctx.urlGuard.check(input.status_callback);
-    } catch (err) {
-      throw field(err, 'status_callback');
-    }
-  }
-  // Meta fetches attachment URLs, but a URL into the gateway's own network has no business in a
-  // message either: it is refused here, like every URL the gateway is handed.
-  const attachments = content.attachments ?? [];
-  for (let i = 0; i < attachments.length; i += 1) {
-    const url = attachments[i]?.url;
-    if (url === undefined) continue;
-    try {
-      await ctx.urlGuard.check(url);
-    } catch (err) {
-      throw field(err, `attachments[${i}].url`);
-    }
-  }
+  if (options.urlsChecked !== true) await checkOutboundUrls(ctx, input);
 
   const decision = await policyFor(db, ctx.now(), sender, contact, {
     messaging_type: input.messaging_type ?? null,
@@ -298,8 +309,12 @@ export async function acceptOutboundMessage(
     ctx.store.db,
     { accountId, key: options.idempotencyKey, scope: 'POST /v1/messages', body: input, now: ctx.now() },
     async (record: RecordResult) => {
-      const prepared = await prepareOutbound(ctx, accountId, input, options);
+      await checkOutboundUrls(ctx, input);
+      // The reads and the policy run in the transaction that writes the message: on SQLite the
+      // transaction holds the one connection, so they run at once instead of each waiting for it,
+      // and what the policy decided on is what the message is written against.
       const body = await groupCommitFor(ctx).run(async (trx) => {
+        const prepared = await prepareOutbound(ctx, accountId, input, { ...options, urlsChecked: true }, trx);
         const row = await insertOutbound(trx, ctx, prepared);
         const resource = messageResource(row, prepared.channel, prepared.content);
         await record(trx, 202, resource);

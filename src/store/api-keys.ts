@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { newId } from '../domain/ids.js';
 import { compiled } from './compiled.js';
 import type { Db } from './db.js';
-import type { ApiKeyRow } from './schema.js';
+import type { AccountRow, ApiKeyRow } from './schema.js';
 
 const KEY_PREFIX = 'sk_';
 
@@ -32,12 +32,25 @@ export async function createApiKey(db: Db, accountId: string, name: string, now 
 }
 
 /** The live key row for a presented key, looked up by hash (the index makes timing independent of the key). */
-// Every API request runs this (compiled once: see `compiled.ts`).
-const liveKeyByHash = compiled((db: Db, hash: string) => db.selectFrom('api_keys').selectAll().where('hash', '=', hash).where('revoked_at', 'is', null));
+// The key and its account in one statement: every API request runs it, and on SQLite each
+// statement outside a transaction waits its turn for the one connection.
+const liveKeyWithAccount = compiled((db: Db, hash: string) =>
+  db
+    .selectFrom('api_keys')
+    .innerJoin('accounts', 'accounts.id', 'api_keys.account_id')
+    .selectAll('accounts')
+    .select(['api_keys.id as key_id'])
+    .where('api_keys.hash', '=', hash)
+    .where('api_keys.revoked_at', 'is', null),
+);
 
-export async function findApiKey(db: Db, key: string): Promise<ApiKeyRow | undefined> {
+/** A live key's id and its account, if the key is one. */
+export async function findApiKeyAccount(db: Db, key: string): Promise<{ keyId: string; account: AccountRow } | undefined> {
   if (!key.startsWith(KEY_PREFIX)) return undefined;
-  return liveKeyByHash.first(db, hashApiKey(key));
+  const row = await liveKeyWithAccount.first(db, hashApiKey(key));
+  if (row === undefined) return undefined;
+  const { key_id, ...account } = row;
+  return { keyId: key_id, account };
 }
 
 export async function touchApiKey(db: Db, id: string, now = Date.now()): Promise<void> {
