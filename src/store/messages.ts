@@ -113,8 +113,10 @@ export async function updateMessageContent(db: Db, id: string, content: string, 
 // ----------------------------------------------------------------------------------------------
 
 /**
- * Outbound messages to a contact that a receipt's watermark covers: sent at or before it and in
- * one of `statuses` (those that may still move). Oldest first, the order they went out.
+ * Outbound messages to a contact that a receipt's watermark covers: sent at or before it, not yet
+ * read, and in one of `statuses` (those that may still move). Oldest first, the order they went
+ * out. Read through the `messages_unread` partial index (its predicate is repeated here word for
+ * word, so SQLite uses it): the cost follows the unread messages, not the conversation's length.
  */
 export async function listOutboundUpToWatermark(db: Db, contactId: string, senderId: string, watermark: number, statuses: readonly string[]): Promise<MessageRow[]> {
   return upToWatermark(statuses.join(',')).all(db, contactId, senderId, watermark);
@@ -131,6 +133,8 @@ const upToWatermark = compiledByShape((shape: string) => ({
       .selectAll()
       .where('contact_id', '=', contactId)
       .where('direction', '=', sql.lit('outbound'))
+      .where('sent_at', 'is not', null)
+      .where('read_at', 'is', null)
       .where('sent_at', '<=', watermark)
       .where('sender_id', '=', senderId)
       .where('status', 'in', lit(shape.split(',')))
