@@ -176,7 +176,14 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     { prefix: '/v1' },
   );
 
-  const checkpointer = store.engine === 'sqlite' ? startCheckpointer(store) : undefined;
+  const checkpointer =
+    store.engine === 'sqlite'
+      ? startCheckpointer(store, {
+          // Holding Kysely's connection pauses every transaction and read (they wait, the loop does not).
+          exclusive: (fn) => store.db.connection().execute(() => fn()),
+          onError: (err) => logger.warn({ err }, 'WAL checkpoint failed; the next one will try again'),
+        })
+      : undefined;
   let checkTimer: NodeJS.Timeout | undefined;
   const scheduleChecks = async () => {
     const due = now() - config.senderCheckIntervalMs;

@@ -2,9 +2,20 @@
  * SQLite WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside whichever
  * commit crosses 1000 WAL pages, on the main thread, and stalls it for 8-17 ms; so the writer's
  * automatic checkpoints are turned off and a worker thread with its own connection checkpoints
- * PASSIVE (never waits for, never blocks the writer) on a timer. If the WAL still grows past a limit
- * (a long reader kept PASSIVE from finishing), a RESTART checkpoint is the safety valve: it waits
- * for readers and lets the next writer start the WAL from the beginning.
+ * PASSIVE (never waits for, never blocks the writer) on a timer.
+ *
+ * PASSIVE alone never lets a busy writer start the WAL over: the WAL restarts only when a write
+ * begins after a checkpoint that copied every frame, and with a group committed every few
+ * milliseconds new frames always arrive while it copies. So the WAL grew to the safety valve's size,
+ * every page read searched a longer WAL index, and the valve's RESTART made the writer's
+ * `BEGIN IMMEDIATE` spin in SQLite's busy handler on the event loop (transactions took twice as long
+ * by the end of a five-minute run; throughput halved). Now, once the WAL passes `resetAboveBytes`,
+ * the worker asks the main thread, which takes the connection (every transaction and read waits for
+ * it asynchronously, the event loop stays free), and with no writer in the way the worker's RESTART
+ * completes in a few milliseconds; the next write starts the WAL from its beginning.
+ *
+ * If the WAL still grows past a limit (a long reader kept PASSIVE from finishing), a RESTART
+ * checkpoint run by the worker alone stays the safety valve.
  * PostgreSQL and in-memory databases need none of this; `startCheckpointer` is then a no-op.
  */
 import { createRequire } from 'node:module';
@@ -16,6 +27,10 @@ export interface CheckpointerOptions {
   intervalMs?: number;
   /** WAL content (frames x page size) above which a RESTART checkpoint runs. */
   restartAboveBytes?: number;
+  /** WAL content above which the worker asks for the writer's pause to start the WAL over. */
+  resetAboveBytes?: number;
+  /** Runs `fn` while holding the database's connection (no transaction or read runs meanwhile). */
+  exclusive?: (fn: () => Promise<void>) => Promise<void>;
   /** Told when the worker fails (the writer then checkpoints by itself again). */
   onError?: (err: Error) => void;
 }
@@ -42,6 +57,8 @@ export interface Checkpointer {
 const DEFAULT_INTERVAL_MS = 500;
 // 64 MB of WAL means PASSIVE has been losing for a while; reads slow down as the WAL grows.
 const DEFAULT_RESTART_ABOVE_BYTES = 64 * 1024 * 1024;
+// A few thousand frames: the pause to start over then copies only what the last PASSIVE left.
+const DEFAULT_RESET_ABOVE_BYTES = 16 * 1024 * 1024;
 // SQLite's default automatic checkpoint threshold, given back to the writer on stop.
 const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
 // The RESTART valve waits this long for readers before giving up until the next tick.
@@ -65,13 +82,18 @@ function tick() {
   const results = [run('PASSIVE')];
   const last = results[0];
   if (last.log * pageSize > workerData.restartAboveBytes) results.push(run('RESTART'));
+  else if (workerData.resetAboveBytes > 0 && last.log * pageSize > workerData.resetAboveBytes) parentPort.postMessage({ type: 'reset-wanted' });
   return results;
 }
 const timer = setInterval(() => {
   try { tick(); } catch (err) { parentPort.postMessage({ type: 'error', message: String(err && err.message || err) }); }
 }, workerData.intervalMs);
 parentPort.on('message', (msg) => {
-  if (msg.type === 'now') {
+  if (msg.type === 'reset') {
+    let results, error;
+    try { results = [run('RESTART')]; } catch (err) { error = String(err && err.message || err); }
+    parentPort.postMessage({ type: 'reset-done', results, error });
+  } else if (msg.type === 'now') {
     try { parentPort.postMessage({ type: 'result', id: msg.id, results: tick() }); }
     catch (err) { parentPort.postMessage({ type: 'result', id: msg.id, error: String(err && err.message || err) }); }
   } else if (msg.type === 'stop') {
@@ -84,7 +106,9 @@ parentPort.on('message', (msg) => {
 
 type WorkerMessage =
   | { type: 'error'; message: string }
-  | { type: 'result'; id: number; results?: CheckpointResult[]; error?: string };
+  | { type: 'result'; id: number; results?: CheckpointResult[]; error?: string }
+  | { type: 'reset-wanted' }
+  | { type: 'reset-done'; results?: CheckpointResult[]; error?: string };
 
 export function startCheckpointer(store: Store, options: CheckpointerOptions = {}): Checkpointer {
   const sqlite = store.sqlite;
@@ -103,6 +127,8 @@ export function startCheckpointer(store: Store, options: CheckpointerOptions = {
       path,
       intervalMs: options.intervalMs ?? DEFAULT_INTERVAL_MS,
       restartAboveBytes: options.restartAboveBytes ?? DEFAULT_RESTART_ABOVE_BYTES,
+      // Without a way to pause the writer, the worker keeps to PASSIVE and the valve.
+      resetAboveBytes: options.exclusive ? (options.resetAboveBytes ?? DEFAULT_RESET_ABOVE_BYTES) : 0,
       busyTimeoutMs: RESTART_BUSY_TIMEOUT_MS,
     },
   });
@@ -116,7 +142,37 @@ export function startCheckpointer(store: Store, options: CheckpointerOptions = {
     if (sqlite.open) sqlite.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT}`);
   };
 
+  // The writer's pause while the worker starts the WAL over (see the top of this file).
+  let resetting = false;
+  let resetDone: (() => void) | undefined;
+  const reset = (): void => {
+    const exclusive = options.exclusive;
+    if (resetting || stopped || !exclusive) return;
+    resetting = true;
+    exclusive(
+      () =>
+        new Promise<void>((resolve) => {
+          resetDone = resolve;
+          worker.postMessage({ type: 'reset' });
+        }),
+    )
+      .catch((err: unknown) => options.onError?.(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => {
+        resetting = false;
+        resetDone = undefined;
+      });
+  };
+
   worker.on('message', (msg: WorkerMessage) => {
+    if (msg.type === 'reset-wanted') {
+      reset();
+      return;
+    }
+    if (msg.type === 'reset-done') {
+      if (msg.error !== undefined) options.onError?.(new Error(`WAL checkpoint failed: ${msg.error}`));
+      resetDone?.();
+      return;
+    }
     if (msg.type === 'error') {
       options.onError?.(new Error(`WAL checkpoint failed: ${msg.message}`));
       return;
@@ -129,6 +185,7 @@ export function startCheckpointer(store: Store, options: CheckpointerOptions = {
   });
   const exited = new Promise<void>((resolve) => {
     worker.once('exit', () => {
+      resetDone?.();
       for (const pending of waiting.values()) pending.reject(new Error('the checkpointer stopped'));
       waiting.clear();
       // Whatever ended the worker, the writer checkpoints by itself again rather than grow the WAL.

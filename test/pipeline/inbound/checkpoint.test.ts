@@ -36,6 +36,29 @@ describe('WAL checkpoints off the event loop (SQLite)', () => {
     expect(results[1]!.busy).toBe(0);
   });
 
+  it('pause the writer to start the WAL over once it passes the reset size', async () => {
+    store = await openTestStore('sqlite');
+    const db = store.db;
+    let pauses = 0;
+    checkpointer = startCheckpointer(store, {
+      intervalMs: 60_000,
+      resetAboveBytes: 64 * 1024,
+      exclusive: async (fn) => {
+        pauses += 1;
+        await db.connection().execute(() => fn());
+      },
+    });
+    for (let i = 0; i < 40; i += 1) await insertInboundBatches(db, ['z'.repeat(8000)], i);
+    const [before] = await checkpointer.checkpointNow();
+    expect(before!.log * 4096).toBeGreaterThan(64 * 1024);
+    // The reset holds the connection: this write waits for it, then starts the WAL from its beginning.
+    await insertInboundBatches(db, ['w'], 99);
+    expect(pauses).toBe(1);
+    const [after] = await checkpointer.checkpointNow();
+    expect(after!.log).toBeLessThan(10);
+    expect(after!.log).toBeGreaterThan(0);
+  });
+
   it('give checkpoints back to the writer when stopped', async () => {
     store = await openTestStore('sqlite');
     checkpointer = startCheckpointer(store, { intervalMs: 60_000 });
