@@ -67,7 +67,8 @@ export interface ContactKey {
   user_ref?: string | null;
 }
 
-function newContactRow(key: ContactKey, now: number): ContactRow {
+/** A new contact row: no profile yet, no window, no refs. */
+export function newContactRow(key: ContactKey, now: number): ContactRow {
   return {
     id: newId('con', now),
     account_id: key.account_id,

@@ -25,6 +25,7 @@ import type { AccountRow, EventRow, MessageRow, SenderRow } from '../../../src/s
 import { SecretBox } from '../../../src/store/secrets.js';
 import { insertSender, newSenderRow } from '../../../src/store/senders.js';
 import { openTestStore } from '../../support/db.js';
+import { outboundMessageRow } from '../../support/rows.js';
 import type { TestStore } from '../../support/db.js';
 
 export const PAGE_TOKEN = 'EAAG-page-token-for-tests';
@@ -168,36 +169,15 @@ export async function insertOutbound(
   input: { contactId: string; conversationId: string; status: string; mid?: string | null; sentAt?: number | null; statusCallback?: string | null; raw?: string | null; id?: string },
 ): Promise<MessageRow> {
   const now = h.clock.now;
-  const row: MessageRow = {
+  const row = outboundMessageRow({ account_id: h.account.id, sender_id: h.sender.id, contact_id: input.contactId, conversation_id: input.conversationId }, now, {
     id: input.id ?? newId('msg'),
-    account_id: h.account.id,
-    sender_id: h.sender.id,
-    contact_id: input.contactId,
-    conversation_id: input.conversationId,
-    direction: 'outbound',
     mid: input.mid ?? null,
-    kind: 'text',
     content: JSON.stringify({ text: 'reply' }),
     raw: input.raw ?? null,
     status: input.status,
-    error_code: null,
-    error_message: null,
-    meta_error_code: null,
-    meta_error_subcode: null,
-    origin: 'api',
-    client_ref: null,
-    metadata: null,
-    messaging_type: 'RESPONSE',
-    tag: null,
     status_callback: input.statusCallback ?? null,
-    meta_timestamp: null,
-    created_at: now,
-    updated_at: now,
     sent_at: input.sentAt ?? null,
-    delivered_at: null,
-    read_at: null,
-    status_log: null,
-  };
+  });
   await h.store.db.insertInto('messages').values(row).execute();
   return row;
 }

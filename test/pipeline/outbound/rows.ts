@@ -3,7 +3,9 @@ import { newId } from '../../../src/domain/ids.js';
 import { createAccount } from '../../../src/store/accounts.js';
 import type { Db } from '../../../src/store/db.js';
 import type { ContactRow, ConversationRow, MessageRow, SenderRow } from '../../../src/store/schema.js';
+import { newContactRow } from '../../../src/store/contacts.js';
 import { newSenderRow } from '../../../src/store/senders.js';
+import { outboundMessageRow } from '../../support/rows.js';
 
 export interface Rows {
   accountId: string;
@@ -26,29 +28,10 @@ export async function seedRows(db: Db, now: number): Promise<Rows> {
   });
   await db.insertInto('senders').values(sender).execute();
   const contact: ContactRow = {
-    id: newId('con', now),
-    account_id: account.id,
-    sender_id: sender.id,
-    channel: 'messenger',
-    psid: '24000000000000001',
-    user_ref: null,
-    name: null,
-    first_name: null,
-    last_name: null,
-    username: null,
-    profile_pic: null,
-    locale: null,
+    ...newContactRow({ account_id: account.id, sender_id: sender.id, channel: 'messenger', psid: '24000000000000001' }, now),
     profile_status: 'fetched',
     profile_fetched_at: now,
     last_inbound_at: now,
-    ad_window_until: null,
-    user_ref_at: null,
-    blocked_at: null,
-    opted_out_at: null,
-    refs: '[]',
-    profile_id: null,
-    created_at: now,
-    updated_at: now,
   };
   await db.insertInto('contacts').values(contact).execute();
   const conversation: ConversationRow = {
@@ -68,37 +51,7 @@ export async function seedRows(db: Db, now: number): Promise<Rows> {
 }
 
 export async function insertOutboundRow(db: Db, rows: Rows, now: number, changes: Partial<MessageRow> = {}): Promise<MessageRow> {
-  const row: MessageRow = {
-    id: newId('msg', now),
-    account_id: rows.accountId,
-    sender_id: rows.sender.id,
-    contact_id: rows.contact.id,
-    conversation_id: rows.conversation.id,
-    direction: 'outbound',
-    mid: null,
-    kind: 'text',
-    content: JSON.stringify({ text: 'hi' }),
-    raw: null,
-    status: 'queued',
-    error_code: null,
-    error_message: null,
-    meta_error_code: null,
-    meta_error_subcode: null,
-    origin: 'api',
-    client_ref: null,
-    metadata: null,
-    messaging_type: 'RESPONSE',
-    tag: null,
-    status_callback: null,
-    meta_timestamp: null,
-    created_at: now,
-    updated_at: now,
-    sent_at: null,
-    delivered_at: null,
-    read_at: null,
-    status_log: null,
-    ...changes,
-  };
+  const row = outboundMessageRow({ account_id: rows.accountId, sender_id: rows.sender.id, contact_id: rows.contact.id, conversation_id: rows.conversation.id }, now, changes);
   await db.insertInto('messages').values(row).execute();
   return row;
 }
