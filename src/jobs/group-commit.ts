@@ -1,10 +1,11 @@
 /**
  * Group commit on SQLite: the accepted messages, the status moves of sends and receipts, and the
- * job runners' claims and outcomes are each a small transaction; on SQLite each commit is an fsync on the event loop's thread
- * (better-sqlite3 is synchronous), a couple of milliseconds during which nothing else runs. So the
- * transactions that arrive while one group is committing are gathered and written together, each
- * inside its own savepoint (one failing rolls back only itself), and each caller hears its result
- * once the group's commit is durable. An idle gateway commits a lone transaction at once.
+ * job runners' claims and outcomes are each a small transaction. A commit writes its pages to the
+ * WAL on the event loop's thread (better-sqlite3 is synchronous) and is then flushed to disk, a
+ * few hundred microseconds of the loop's time each. So the transactions that arrive while one
+ * group is being written and flushed are gathered and written together, each inside its own
+ * savepoint (one failing rolls back only itself), and each caller hears its result once the
+ * group's commit is durable. An idle gateway commits a lone transaction at once.
  *
  * PostgreSQL commits on its own server without blocking the loop, and a pool runs them in
  * parallel; grouping there would also make unrelated row locks (contacts, FIFO keys) wait on each

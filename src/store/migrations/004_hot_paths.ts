@@ -7,8 +7,8 @@
  *   six per message. Existing history is copied in, then the table is dropped.
  * - receipts find the messages a watermark covers through `messages_unread`, an index of only
  *   the outbound messages sent and not yet read, instead of every outbound message of the
- *   contact: the scan grew with the length of the conversation (a five-minute run at 1,000
- *   messages a second slowed to half its rate as each customer's history grew). Its entries are
+ *   contact: the scan grew with the length of the conversation (after five minutes at 1,000
+ *   messages a second over 1,000 customers, every receipt read 300 rows). Its entries are
  *   written when a message is sent and removed when it is read (`sent_at` and `read_at` are each
  *   set once); the index it replaces was rewritten on the same moves.
  * - a contact's latest conversation (`order by id desc limit 1`) was read through the
