@@ -244,6 +244,9 @@ export async function prepareOutbound(
   };
 }
 
+/** A new message is written `queued`, having been `accepted`: both are in its log and have their events. */
+const FIRST_STATUSES = ['accepted', 'queued'] as const;
+
 /**
  * Writes a prepared message in the caller's transaction: its conversation (opened when the contact
  * has none), the row as `queued` with its `accepted` and `queued` statuses and events, and its
@@ -282,11 +285,11 @@ export async function insertOutbound(trx: Db, ctx: PipelineContext, prepared: Pr
     sent_at: null,
     delivered_at: null,
     read_at: null,
-    status_log: initialStatusLog(['accepted', 'queued'], { at: now }),
+    status_log: initialStatusLog(FIRST_STATUSES, { at: now }),
   };
   await insertMessage(trx, row);
   await ctx.queue.enqueue(trx, { kind: SEND_JOB, key: sendKey(sender.id, contact.id), payload: { message_id: row.id } satisfies SendJobPayload });
-  await recordInitialStatuses(trx, ctx.queue, row, ['accepted', 'queued'], { at: now, channel: prepared.channel });
+  await recordInitialStatuses(trx, ctx.queue, row, FIRST_STATUSES, { at: now, channel: prepared.channel });
   return row;
 }
 

@@ -1,11 +1,8 @@
 import { afterEach, expect, it } from 'vitest';
-import { newId } from '../../src/domain/ids.js';
-import { createAccount } from '../../src/store/accounts.js';
-import { ensureContact } from '../../src/store/contacts.js';
 import { closeConversation, ensureConversation, getConversation, listConversations } from '../../src/store/conversations.js';
-import { insertSender } from '../../src/store/senders.js';
 import { describeEachEngine, openTestStore } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
+import { seedContact } from '../support/rows.js';
 
 const NOW = 1_768_478_400_000;
 
@@ -17,15 +14,8 @@ describeEachEngine('conversations repository', (engine) => {
   });
 
   async function target(s: TestStore) {
-    const account = await createAccount(s.db, { name: 'A' }, NOW);
-    const senderId = newId('snd');
-    await insertSender(s.db, {
-      id: senderId, account_id: account.id, channel: 'messenger', meta_id: '42', page_id: '42', name: null, username: null, token_enc: 'x',
-      health: 'active', health_reason: null, health_changed_at: NOW, inbound_url: null, inbound_method: 'POST', fallback_url: null, fallback_method: 'POST',
-      status_url: null, status_method: 'POST', format: 'native', human_agent: 0, settings: '{}', last_checked_at: null, created_at: NOW, updated_at: NOW,
-    });
-    const { contact } = await ensureContact(s.db, { account_id: account.id, sender_id: senderId, channel: 'messenger', psid: '1' }, NOW);
-    return { account_id: account.id, sender_id: senderId, contact_id: contact.id };
+    const { account_id, sender_id, contact } = await seedContact(s.db, NOW);
+    return { account_id, sender_id, contact_id: contact.id };
   }
 
   it('create one conversation, reuse it, and reopen it only when asked', async () => {

@@ -1,13 +1,11 @@
 import { afterEach, expect, it } from 'vitest';
 import { newId } from '../../src/domain/ids.js';
-import { createAccount } from '../../src/store/accounts.js';
-import { ensureContact } from '../../src/store/contacts.js';
 import { ensureConversation } from '../../src/store/conversations.js';
 import { findMessageByMid, getMessage, insertMessageOnce, listOutboundByMids, listOutboundUpToWatermark, messageExistsByMid } from '../../src/store/messages.js';
 import type { MessageRow } from '../../src/store/schema.js';
-import { insertSender } from '../../src/store/senders.js';
 import { describeEachEngine, openTestStore } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
+import { seedContact } from '../support/rows.js';
 
 const NOW = 1_768_478_400_000;
 
@@ -19,14 +17,8 @@ describeEachEngine('messages repository (inbound side)', (engine) => {
   });
 
   async function setup(s: TestStore) {
-    const account = await createAccount(s.db, { name: 'A' }, NOW);
-    const senderId = newId('snd');
-    await insertSender(s.db, {
-      id: senderId, account_id: account.id, channel: 'messenger', meta_id: '42', page_id: '42', name: null, username: null, token_enc: 'x',
-      health: 'active', health_reason: null, health_changed_at: NOW, inbound_url: null, inbound_method: 'POST', fallback_url: null, fallback_method: 'POST',
-      status_url: null, status_method: 'POST', format: 'native', human_agent: 0, settings: '{}', last_checked_at: null, created_at: NOW, updated_at: NOW,
-    });
-    const { contact } = await ensureContact(s.db, { account_id: account.id, sender_id: senderId, channel: 'messenger', psid: '1' }, NOW);
+    const { account_id, sender_id: senderId, contact } = await seedContact(s.db, NOW);
+    const account = { id: account_id };
     const { conversation } = await ensureConversation(s.db, { account_id: account.id, sender_id: senderId, contact_id: contact.id }, { at: NOW, reopen: true }, NOW);
     const row = (over: Partial<MessageRow>): MessageRow => ({
       id: newId('msg'), account_id: account.id, sender_id: senderId, contact_id: contact.id, conversation_id: conversation.id, direction: 'inbound',

@@ -1,6 +1,19 @@
 /** Row builders the store-level suites share (the pipeline writes these rows itself in production). */
 import { newId } from '../../src/domain/ids.js';
-import type { MessageRow } from '../../src/store/schema.js';
+import { createAccount } from '../../src/store/accounts.js';
+import { ensureContact } from '../../src/store/contacts.js';
+import type { Db } from '../../src/store/db.js';
+import type { ContactRow, MessageRow } from '../../src/store/schema.js';
+import { insertSender, newSenderRow } from '../../src/store/senders.js';
+
+/** An account with one Messenger sender (Page 42) and one contact (PSID 1) who wrote first. */
+export async function seedContact(db: Db, now: number): Promise<{ account_id: string; sender_id: string; contact: ContactRow }> {
+  const account = await createAccount(db, { name: 'A' }, now);
+  const sender = newSenderRow({ id: newId('snd'), account_id: account.id, channel: 'messenger', meta_id: '42', page_id: '42', name: null, token_enc: 'x', now });
+  await insertSender(db, sender);
+  const { contact } = await ensureContact(db, { account_id: account.id, sender_id: sender.id, channel: 'messenger', psid: '1' }, now);
+  return { account_id: account.id, sender_id: sender.id, contact };
+}
 
 /** Where a message belongs. */
 export interface MessagePlace {
