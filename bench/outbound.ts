@@ -12,19 +12,16 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import type { Config } from '../src/config.js';
-import { buildServer } from '../src/server.js';
-import { createLogger } from '../src/logger.js';
-import { createAccount } from '../src/store/accounts.js';
-import { createApiKey } from '../src/store/api-keys.js';
+import { join } from 'node:path';
+import { openStore } from '../src/store/db.js';
+import { gatewayInChild } from './gateway.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import { percentile } from './load.js';
 
 interface Deps {
   seconds: number;
   loadInChild(spec: LoadSpec): Promise<LoadResult>;
-  emulatorInChild(): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }>;
-  tempConfig(extra?: Record<string, string>): { dir: string; config: Config };
+  gatewayForEmulator(): Promise<{ emulator: { url: string; child: ChildProcess; stop(): Promise<void> }; dir: string; env: Record<string, string>; appId: string; apiKey: string }>;
   api<T>(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
 }
 
@@ -32,20 +29,18 @@ const PAGES = 10;
 const CUSTOMERS = Math.max(PAGES, Math.round(Number(process.env['BENCH_CUSTOMERS'] ?? 1000) / PAGES) * PAGES);
 
 export async function outboundScenario(d: Deps): Promise<Record<string, unknown>> {
-  const emulator = await d.emulatorInChild();
-  const { dir, config } = d.tempConfig({ META_GRAPH_URL: emulator.url, META_DIALOG_URL: emulator.url });
-  const app = await d.api<{ id: string; secret: string; verify_token: string }>('POST', `${emulator.url}/_emulator/apps`, {});
-  const cfg: Config = { ...config, meta: { ...config.meta, appId: app.id, appSecret: app.secret, verifyToken: app.verify_token } };
-  const gateway = await buildServer(cfg, { logger: createLogger('error') });
-  const gatewayUrl = await gateway.start();
-  await d.api('PATCH', `${emulator.url}/_emulator/apps/${app.id}`, { callback_url: `${gatewayUrl}/webhooks/meta` });
-  const account = await createAccount(gateway.ctx.store.db, { name: 'bench' });
-  const { key } = await createApiKey(gateway.ctx.store.db, account.id, 'bench');
-  const auth = { authorization: `Bearer ${key}` };
+  const { emulator, dir, env, appId, apiKey } = await d.gatewayForEmulator();
+  const gateway = await gatewayInChild(env);
+  const gatewayUrl = gateway.url;
+  await d.api('PATCH', `${emulator.url}/_emulator/apps/${appId}`, { callback_url: `${gatewayUrl}/webhooks/meta` });
+  const auth = { authorization: `Bearer ${apiKey}` };
+  // The harness reads the gateway's database through a connection of its own (WAL readers do not
+  // block the writer), to know when the customers are contacts and when every message has left.
+  const store = await openStore({ url: join(dir, 'switchboard.db') });
 
   const targets: { sender: string; psid: string; page: string; token: string }[] = [];
   for (let p = 0; p < PAGES; p++) {
-    const page = await d.api<{ id: string; access_token: string }>('POST', `${emulator.url}/_emulator/pages`, { app_id: app.id, name: `Bench Page ${p}` });
+    const page = await d.api<{ id: string; access_token: string }>('POST', `${emulator.url}/_emulator/pages`, { app_id: appId, name: `Bench Page ${p}` });
     const sender = await d.api<{ id: string }>('POST', `${gatewayUrl}/v1/senders`, { access_token: page.access_token, page_id: page.id }, auth);
     for (let c = 0; c < CUSTOMERS / PAGES; c++) {
       const user = await d.api<{ id: string }>('POST', `${emulator.url}/_emulator/users`, { first_name: `C${p}-${c}` });
@@ -56,7 +51,7 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
   // The customers wrote first; wait until every one of them is a contact with an open window.
   const deadline = Date.now() + 60_000 + CUSTOMERS * 20;
   for (;;) {
-    const n = await gateway.ctx.store.db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const n = await store.db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     if (Number(n.n) >= CUSTOMERS || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -70,13 +65,13 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
   let peak = 0;
   const samples: number[] = [];
   const sampler = setInterval(() => {
-    const rss = process.memoryUsage().rss;
-    peak = Math.max(peak, rss);
-    samples.push(rss);
+    void gateway.stats().then(({ rss }) => {
+      peak = Math.max(peak, rss);
+      samples.push(rss);
+    });
   }, 1000);
   const started = Date.now();
-  const cpuBefore = process.cpuUsage();
-  const eluBefore = performance.eventLoopUtilization();
+  const before = await gateway.stats();
   const accepted = await d.loadInChild({
     url: gatewayUrl,
     path: '/v1/messages',
@@ -94,7 +89,7 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
   for (;;) {
     // Live send jobs, one per message still to leave: counting the messages themselves scanned the
     // whole table every 100 ms, which at 300,000 rows took most of the gateway's time.
-    const r = await gateway.ctx.store.db
+    const r = await store.db
       .selectFrom('jobs')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('kind', '=', 'send')
@@ -105,14 +100,16 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     await new Promise((r2) => setTimeout(r2, 100));
   }
   const carriedSeconds = (Date.now() - started) / 1000;
-  const cpu = process.cpuUsage(cpuBefore);
-  const elu = performance.eventLoopUtilization(eluBefore);
+  const after = await gateway.stats();
+  const cpu = { user: after.cpu.user - before.cpu.user, system: after.cpu.system - before.cpu.system };
+  const elu = performance.eventLoopUtilization(after.elu, before.elu);
   clearInterval(sampler);
-  const rows = await gateway.ctx.store.db.selectFrom('messages').select(['created_at', 'sent_at', 'status']).where('direction', '=', 'outbound').execute();
+  const rows = await store.db.selectFrom('messages').select(['created_at', 'sent_at', 'status']).where('direction', '=', 'outbound').execute();
   const sent = rows.filter((r) => r.sent_at !== null);
   const toSent = sent.map((r) => (r.sent_at as number) - r.created_at).sort((a, b) => a - b);
   const failed = rows.filter((r) => r.status === 'failed').length;
-  await gateway.close();
+  await store.close();
+  await gateway.stop();
 
   // The emulator's own ceiling: the same Send API calls straight from a client, across the same 10
   // Pages (the emulator limits each Page to 300 calls/s, so one Page would measure that limit).

@@ -19,12 +19,11 @@ import Fastify from 'fastify';
 import { loadConfig } from '../src/config.js';
 import { buildServer } from '../src/server.js';
 import { createLogger } from '../src/logger.js';
-import { createAccount } from '../src/store/accounts.js';
-import { createApiKey } from '../src/store/api-keys.js';
 import { SecretBox } from '../src/store/secrets.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import { percentile } from './load.js';
 import { outboundScenario } from './outbound.js';
+import { cliJson, gatewayInChild } from './gateway.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -78,25 +77,35 @@ async function api<T>(method: string, url: string, body?: unknown, headers: Reco
   return (text ? JSON.parse(text) : {}) as T;
 }
 
-function tempConfig(extra: Record<string, string> = {}) {
+/** A fresh data directory and the whole configuration of a gateway, as environment variables. */
+function tempEnv(extra: Record<string, string> = {}): { dir: string; env: Record<string, string> } {
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-bench-'));
-  const config = loadConfig({
-    env: {},
-    defaults: {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      SWITCHBOARD_DATA_DIR: dir,
-      SWITCHBOARD_SECRET_KEY: SecretBox.generateKey(),
-      META_APP_ID: '100000000000001',
-      META_APP_SECRET: 'bench-secret',
-      META_VERIFY_TOKEN: 'bench-verify',
-      META_GRAPH_URL: 'http://127.0.0.1:9',
-      SWITCHBOARD_ALLOW_PRIVATE_URLS: 'loopback',
-      LOG_LEVEL: 'error',
-      ...extra,
-    },
-  });
-  return { dir, config };
+  const env = {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    SWITCHBOARD_DATA_DIR: dir,
+    SWITCHBOARD_SECRET_KEY: SecretBox.generateKey(),
+    META_APP_ID: '100000000000001',
+    META_APP_SECRET: 'bench-secret',
+    META_VERIFY_TOKEN: 'bench-verify',
+    META_GRAPH_URL: 'http://127.0.0.1:9',
+    SWITCHBOARD_ALLOW_PRIVATE_URLS: 'loopback',
+    LOG_LEVEL: 'error',
+    ...extra,
+  };
+  return { dir, env };
+}
+
+/**
+ * Starts the emulator, registers an app with it and configures (but does not start) a gateway for
+ * that app, with an account and API key made by the CLI as an operator would.
+ */
+export async function gatewayForEmulator(): Promise<{ emulator: Awaited<ReturnType<typeof emulatorInChild>>; dir: string; env: Record<string, string>; appId: string; apiKey: string }> {
+  const emulator = await emulatorInChild();
+  const app = await api<{ id: string; secret: string; verify_token: string }>('POST', `${emulator.url}/_emulator/apps`, {});
+  const { dir, env } = tempEnv({ META_GRAPH_URL: emulator.url, META_DIALOG_URL: emulator.url, META_APP_ID: app.id, META_APP_SECRET: app.secret, META_VERIFY_TOKEN: app.verify_token });
+  const { api_key } = await cliJson<{ api_key: string }>(env, ['accounts', 'create', '--name', 'bench']);
+  return { emulator, dir, env, appId: app.id, apiKey: api_key };
 }
 
 function webhookBodies(n: number, secret: string): { bodies: string[]; headers: Record<string, string>[] } {
@@ -136,7 +145,8 @@ async function ingressScenario() {
   const bareResult = await loadInChild(spec(bareUrl, '/webhooks/meta'));
   await bare.close();
 
-  const { dir, config } = tempConfig();
+  const { dir, env } = tempEnv();
+  const config = loadConfig({ env: {}, defaults: env });
   // Ingress alone: the inbound jobs it enqueues are not run, so only the durable write is measured.
   const gateway = await buildServer(config, { runJobs: false, logger: createLogger('error') });
   const url = await gateway.start();
@@ -164,13 +174,10 @@ async function ingressScenario() {
 
 async function inboundScenario() {
   const rate = Number(process.env.BENCH_RATE ?? 500);
-  const emulator = await emulatorInChild();
-  const { dir, config } = tempConfig({ META_GRAPH_URL: emulator.url, META_DIALOG_URL: emulator.url });
-  const app = await api<{ id: string; secret: string; verify_token: string }>('POST', `${emulator.url}/_emulator/apps`, {});
-  const cfg = { ...config, meta: { ...config.meta, appId: app.id, appSecret: app.secret, verifyToken: app.verify_token } };
-  const gateway = await buildServer(cfg, { logger: createLogger('error') });
-  const gatewayUrl = await gateway.start();
-  await api('PATCH', `${emulator.url}/_emulator/apps/${app.id}`, { callback_url: `${gatewayUrl}/webhooks/meta` });
+  const { emulator, dir, env, appId, apiKey } = await gatewayForEmulator();
+  const gateway = await gatewayInChild(env);
+  const gatewayUrl = gateway.url;
+  await api('PATCH', `${emulator.url}/_emulator/apps/${appId}`, { callback_url: `${gatewayUrl}/webhooks/meta` });
 
   const latencies: number[] = [];
   let received = 0;
@@ -197,10 +204,8 @@ async function inboundScenario() {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
   const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/events`;
 
-  const account = await createAccount(gateway.ctx.store.db, { name: 'bench' });
-  const { key } = await createApiKey(gateway.ctx.store.db, account.id, 'bench');
-  const auth = { authorization: `Bearer ${key}` };
-  const page = await api<{ id: string; access_token: string }>('POST', `${emulator.url}/_emulator/pages`, { app_id: app.id, name: 'Bench Page' });
+  const auth = { authorization: `Bearer ${apiKey}` };
+  const page = await api<{ id: string; access_token: string }>('POST', `${emulator.url}/_emulator/pages`, { app_id: appId, name: 'Bench Page' });
   await api('POST', `${gatewayUrl}/v1/senders`, { access_token: page.access_token, page_id: page.id }, auth);
   await api('POST', `${gatewayUrl}/v1/endpoints`, { url: receiverUrl, events: ['message.received'] }, auth);
   const users: string[] = [];
@@ -210,7 +215,8 @@ async function inboundScenario() {
   // Each text carries the send time; the receiver subtracts it (same machine, same clock).
   const bodies = users.map((u) => JSON.stringify({ user: u, text: 't=__NOW__' }));
   let peakRss = 0;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);
+  // The gateway process's own resident memory (not this harness's, which also runs the receiver).
+  const sampler = setInterval(() => void gateway.stats().then((st) => (peakRss = Math.max(peakRss, st.rss))), 200);
   // Each customer writes once first (contacts, conversations and profiles exist, the process is warm),
   // so the measured run is the steady state the scenario is about, not first-contact set-up.
   for (const u of users) await api('POST', `${emulator.url}/_emulator/pages/${page.id}/inbound`, { user: u, text: 't=0 hello' });
@@ -249,7 +255,7 @@ async function inboundScenario() {
   await settle(loadResult.ok);
   clearInterval(sampler);
   latencies.sort((a, b) => a - b);
-  await gateway.close();
+  await gateway.stop();
   await emulator.stop();
   receiver.close();
   rmSync(dir, { recursive: true, force: true });
@@ -270,7 +276,7 @@ async function inboundScenario() {
 
 async function main() {
   const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-  const all: Record<string, () => Promise<Record<string, unknown>>> = { ingress: ingressScenario, inbound: inboundScenario, outbound: () => outboundScenario({ seconds: SECONDS, loadInChild, emulatorInChild, tempConfig, api }) };
+  const all: Record<string, () => Promise<Record<string, unknown>>> = { ingress: ingressScenario, inbound: inboundScenario, outbound: () => outboundScenario({ seconds: SECONDS, loadInChild, gatewayForEmulator, api }) };
   const names = wanted.length ? wanted : Object.keys(all);
   process.stdout.write(`# switchboard bench ${new Date().toISOString()} node ${process.version}\n`);
   for (const name of names) {

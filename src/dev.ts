@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config.js';
 import { buildServer } from './server.js';
+import { applyHeapGrowth } from './runtime.js';
 import type { Gateway } from './server.js';
 import { createAccount } from './store/accounts.js';
 import { createApiKey } from './store/api-keys.js';
@@ -105,6 +106,7 @@ export async function startDev(options: { env?: NodeJS.ProcessEnv; say?: (line: 
         LOG_LEVEL: options.logLevel ?? env.LOG_LEVEL ?? 'warn',
       },
     });
+    applyHeapGrowth(config.heapGrowthPercent);
     gateway = await buildServer(config, { logger: createLogger(config.logLevel, process.stderr) });
     const gatewayUrl = await gateway.start();
     // Setting the callback makes the emulator run Meta's GET handshake against the gateway.

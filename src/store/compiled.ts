@@ -21,7 +21,7 @@
  */
 import type SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
-import type { CompiledQuery, QueryResult } from 'kysely';
+import type { CompiledQuery, OnConflictBuilder, OnConflictDoNothingBuilder, QueryResult } from 'kysely';
 import type { Db } from './db.js';
 import type { Database } from './schema.js';
 
@@ -140,13 +140,17 @@ export function allColumns<T>(columns: Record<keyof T & string, true>): (keyof T
 
 /**
  * A one-row insert into `table` of exactly `columns`, compiled once; `run` takes the row object
- * (every column present; `null` where empty).
+ * (every column present; `null` where empty). `onConflict` adds a conflict clause (for example
+ * `do nothing` on a unique key); `numAffectedRows` then tells whether the row went in.
  */
-export function compiledInsert<T extends keyof Database & string>(table: T, columns: readonly (keyof Database[T] & string)[]): { run(db: Db, row: Record<(typeof columns)[number], unknown>): Promise<QueryResult<unknown>> } {
-  const statement = compiled(
-    (db: Db, ...args: unknown[]) =>
-      db.insertInto(table).values(Object.fromEntries(columns.map((c, i) => [c, sql.val(args[i])])) as never),
-    columns.length,
-  );
+export function compiledInsert<T extends keyof Database & string, C extends keyof Database[T] & string>(
+  table: T,
+  columns: readonly C[],
+  onConflict?: (oc: OnConflictBuilder<Database, T>) => OnConflictDoNothingBuilder<Database, T>,
+): { run(db: Db, row: Record<C, unknown>): Promise<QueryResult<unknown>> } {
+  const statement = compiled((db: Db, ...args: unknown[]) => {
+    const insert = db.insertInto(table).values(Object.fromEntries(columns.map((c, i) => [c, sql.val(args[i])])) as never);
+    return onConflict ? insert.onConflict(onConflict) : insert;
+  }, columns.length);
   return { run: (db, row) => statement.run(db, ...columns.map((c) => row[c])) };
 }

@@ -2,7 +2,9 @@
  * Deliveries: one event on its way to one endpoint (or one per-message callback URL), with every
  * attempt logged. Status: `pending` -> `delivered`, or `failed` (retrying) -> … -> `dead`.
  */
+import { sql } from 'kysely';
 import type { Insertable, Selectable } from 'kysely';
+import { allColumns, compiled, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
 import type { DeliveriesTable, DeliveryAttemptsTable, DeliveryRow } from './schema.js';
 
@@ -11,15 +13,72 @@ export type NewDelivery = Insertable<DeliveriesTable>;
 export type NewDeliveryAttempt = Insertable<DeliveryAttemptsTable>;
 export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;
 
-/** Inserts many deliveries in one statement (the fan-out's hot path). */
+// An event and each of its attempts are a few rows: one compiled statement run per row costs less
+// than building a multi-row statement for every event (see `compiled.ts`).
+const deliveryInsert = compiledInsert(
+  'deliveries',
+  allColumns<DeliveriesTable>({
+    id: true,
+    account_id: true,
+    event_id: true,
+    endpoint_id: true,
+    status: true,
+    attempts: true,
+    last_status_code: true,
+    last_error: true,
+    next_attempt_at: true,
+    delivered_at: true,
+    created_at: true,
+    updated_at: true,
+    url: true,
+    method: true,
+    format: true,
+  }),
+);
+const attemptInsert = compiledInsert(
+  'delivery_attempts',
+  allColumns<Omit<DeliveryAttemptsTable, 'id'>>({
+    delivery_id: true,
+    account_id: true,
+    url: true,
+    target: true,
+    status_code: true,
+    latency_ms: true,
+    response_excerpt: true,
+    error: true,
+    at: true,
+  }),
+);
+const deliveryById = compiled((db: Db, id: string) => db.selectFrom('deliveries').selectAll().where('id', '=', id));
+const outcomeUpdate = compiled(
+  (db: Db, id: string, status: string, addAttempts: number, lastStatusCode: number | null, lastError: string | null, nextAttemptAt: number | null, deliveredAt: number | null, now: number) =>
+    db
+      .updateTable('deliveries')
+      .set({
+        status,
+        attempts: sql<number>`attempts + ${addAttempts}`,
+        last_status_code: lastStatusCode,
+        last_error: lastError,
+        next_attempt_at: nextAttemptAt,
+        delivered_at: deliveredAt,
+        updated_at: now,
+      })
+      .where('id', '=', id),
+);
+const deadUpdate = compiled((db: Db, id: string, reason: string, now: number) =>
+  db.updateTable('deliveries').set({ status: 'dead', last_error: reason, next_attempt_at: null, updated_at: now }).where('id', '=', id),
+);
+
+/** Inserts an event's deliveries (the fan-out's hot path); several rows commit together in `db`'s transaction. */
 export async function insertDeliveries(db: Db, rows: NewDelivery[]): Promise<void> {
   if (rows.length === 0) return;
-  await db.insertInto('deliveries').values(rows).execute();
+  if (rows.length > 1 && !db.isTransaction) return db.transaction().execute((trx) => insertDeliveries(trx, rows));
+  for (const r of rows) await deliveryInsert.run(db, { ...r, attempts: r.attempts ?? 0, last_status_code: r.last_status_code ?? null, last_error: r.last_error ?? null, next_attempt_at: r.next_attempt_at ?? null, delivered_at: r.delivered_at ?? null, url: r.url ?? null, method: r.method ?? null, format: r.format ?? null });
 }
 
 /** Unscoped, for the delivery job. */
 export async function getDeliveryById(db: Db, id: string): Promise<DeliveryRow | undefined> {
-  return db.selectFrom('deliveries').selectAll().where('id', '=', id).executeTakeFirst();
+  return deliveryById.first(db, id);
 }
 
 export async function listDeliveriesForEvent(db: Db, accountId: string, eventId: string): Promise<DeliveryRow[]> {
@@ -39,7 +98,8 @@ export async function listAttemptsForDeliveries(db: Db, accountId: string, deliv
 
 export async function insertAttempts(db: Db, rows: NewDeliveryAttempt[]): Promise<void> {
   if (rows.length === 0) return;
-  await db.insertInto('delivery_attempts').values(rows).execute();
+  if (rows.length > 1 && !db.isTransaction) return db.transaction().execute((trx) => insertAttempts(trx, rows));
+  for (const r of rows) await attemptInsert.run(db, { ...r, status_code: r.status_code ?? null, response_excerpt: r.response_excerpt ?? null, error: r.error ?? null });
 }
 
 export interface DeliveryOutcome {
@@ -54,24 +114,13 @@ export interface DeliveryOutcome {
 }
 
 export async function recordDeliveryOutcome(db: Db, id: string, outcome: DeliveryOutcome): Promise<void> {
-  await db
-    .updateTable('deliveries')
-    .set((eb) => ({
-      status: outcome.status,
-      attempts: eb('attempts', '+', outcome.addAttempts),
-      last_status_code: outcome.lastStatusCode,
-      last_error: outcome.lastError,
-      next_attempt_at: outcome.nextAttemptAt,
-      delivered_at: outcome.deliveredAt,
-      updated_at: outcome.now,
-    }))
-    .where('id', '=', id)
-    .execute();
+  const o = outcome;
+  await outcomeUpdate.run(db, id, o.status, o.addAttempts, o.lastStatusCode, o.lastError, o.nextAttemptAt, o.deliveredAt, o.now);
 }
 
 /** Ends a delivery without sending (endpoint disabled or deleted, unknown format). */
 export async function markDeliveryDead(db: Db, id: string, reason: string, now: number): Promise<void> {
-  await db.updateTable('deliveries').set({ status: 'dead', last_error: reason, next_attempt_at: null, updated_at: now }).where('id', '=', id).execute();
+  await deadUpdate.run(db, id, reason, now);
 }
 
 /**

@@ -66,8 +66,10 @@ export async function getEndpoint(db: Db, accountId: string, id: string): Promis
 }
 
 /** Unscoped, for the delivery job, which holds an endpoint id it was given by scoped code. */
+const endpointById = compiled((db: Db, id: string) => db.selectFrom('endpoints').selectAll().where('id', '=', id));
+
 export async function getEndpointById(db: Db, id: string): Promise<Endpoint | undefined> {
-  return db.selectFrom('endpoints').selectAll().where('id', '=', id).executeTakeFirst();
+  return endpointById.first(db, id);
 }
 
 export async function listEndpoints(db: Db, accountId: string, opts: { after?: string; limit: number; senderId?: string }): Promise<Endpoint[]> {

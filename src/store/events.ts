@@ -1,12 +1,14 @@
 /** Events: facts for subscribers, stored once and delivered to every endpoint that wants them. */
 import type { Insertable } from 'kysely';
-import { allColumns, compiledInsert } from './compiled.js';
+import { allColumns, compiled, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
 import type { EventRow, EventsTable } from './schema.js';
 
 export type NewEventRow = Insertable<EventsTable>;
 
 const eventInsert = compiledInsert('events', allColumns<EventsTable>({ id: true, account_id: true, type: true, sender_id: true, conversation_id: true, message_id: true, payload: true, created_at: true }));
+
+const eventById = compiled((db: Db, id: string) => db.selectFrom('events').selectAll().where('id', '=', id));
 
 export async function insertEvent(db: Db, row: EventRow): Promise<void> {
   await eventInsert.run(db, row);
@@ -18,7 +20,7 @@ export async function getEvent(db: Db, accountId: string, id: string): Promise<E
 
 /** Unscoped, for the delivery job. */
 export async function getEventById(db: Db, id: string): Promise<EventRow | undefined> {
-  return db.selectFrom('events').selectAll().where('id', '=', id).executeTakeFirst();
+  return eventById.first(db, id);
 }
 
 export interface EventFilter {

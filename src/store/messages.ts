@@ -44,39 +44,43 @@ export async function listConversationMessages(db: Db, accountId: string, conver
 // Inserts
 // ----------------------------------------------------------------------------------------------
 
-const messageInsert = compiledInsert(
-  'messages',
-  allColumns<MessagesTable>({
-    id: true,
-    account_id: true,
-    sender_id: true,
-    contact_id: true,
-    conversation_id: true,
-    direction: true,
-    mid: true,
-    kind: true,
-    content: true,
-    raw: true,
-    status: true,
-    error_code: true,
-    error_message: true,
-    meta_error_code: true,
-    meta_error_subcode: true,
-    origin: true,
-    client_ref: true,
-    metadata: true,
-    messaging_type: true,
-    tag: true,
-    status_callback: true,
-    meta_timestamp: true,
-    created_at: true,
-    updated_at: true,
-    sent_at: true,
-    delivered_at: true,
-    read_at: true,
-    status_log: true,
-  }),
-);
+const messageColumns = allColumns<MessagesTable>({
+  id: true,
+  account_id: true,
+  sender_id: true,
+  contact_id: true,
+  conversation_id: true,
+  direction: true,
+  mid: true,
+  kind: true,
+  content: true,
+  raw: true,
+  status: true,
+  error_code: true,
+  error_message: true,
+  meta_error_code: true,
+  meta_error_subcode: true,
+  origin: true,
+  client_ref: true,
+  metadata: true,
+  messaging_type: true,
+  tag: true,
+  status_callback: true,
+  meta_timestamp: true,
+  created_at: true,
+  updated_at: true,
+  sent_at: true,
+  delivered_at: true,
+  read_at: true,
+  status_log: true,
+});
+const messageInsert = compiledInsert('messages', messageColumns);
+// Meta retries a batch until it is answered 200: the same mid arrives again and is not stored twice.
+const messageInsertOnce = compiledInsert('messages', messageColumns, (oc) => oc.columns(['sender_id', 'mid']).where('mid', 'is not', null).doNothing());
+
+function isComplete(row: NewMessage | MessageRow): row is MessageRow {
+  return messageColumns.every((c) => (row as Record<string, unknown>)[c] !== undefined);
+}
 
 /** Inserts a complete row (every column given). */
 export async function insertMessage(db: Db, row: MessageRow): Promise<void> {
@@ -87,7 +91,8 @@ export async function insertMessage(db: Db, row: MessageRow): Promise<void> {
  * Inserts a message unless one with the same `(sender_id, mid)` exists: Meta retries batches until
  * it gets a 200, so the same mid arrives more than once. Returns whether the row was inserted.
  */
-export async function insertMessageOnce(db: Db, row: NewMessage): Promise<boolean> {
+export async function insertMessageOnce(db: Db, row: NewMessage | MessageRow): Promise<boolean> {
+  if (isComplete(row)) return Number((await messageInsertOnce.run(db, row)).numAffectedRows ?? 0n) > 0;
   if (row.mid === null || row.mid === undefined) {
     await db.insertInto('messages').values(row).execute();
     return true;

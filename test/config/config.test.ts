@@ -53,6 +53,15 @@ describe('configuration', () => {
     );
   });
 
+  it('caps V8 heap growth at 60 % unless told otherwise, 0 leaving V8 its own choice', () => {
+    expect(loadConfig({ env: base }).heapGrowthPercent).toBe(60);
+    expect(loadConfig({ env: { ...base, SWITCHBOARD_HEAP_GROWTH_PERCENT: '0' } }).heapGrowthPercent).toBe(0);
+    expect(problems({ ...base, SWITCHBOARD_HEAP_GROWTH_PERCENT: 'lots' })).toEqual([
+      'SWITCHBOARD_HEAP_GROWTH_PERCENT must be a whole number from 0 to 400; it is "lots"',
+    ]);
+    expect(problems({ ...base, SWITCHBOARD_HEAP_GROWTH_PERCENT: '-5' })).toHaveLength(1);
+  });
+
   it('reads a JSON file, with the environment winning, and refuses unknown names', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-config-'));
     const file = join(dir, 'switchboard.json');
