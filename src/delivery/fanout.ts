@@ -21,7 +21,7 @@ import { insertEvent } from '../store/events.js';
 import { ensureSigningEndpoint, listFanOutTargets } from '../store/endpoints.js';
 import type { FanOutTarget } from '../store/endpoints.js';
 import { insertDeliveries } from '../store/deliveries.js';
-import type { NewDelivery } from '../store/deliveries.js';
+import type { DeliveryRow } from '../store/schema.js';
 
 export const DELIVER_JOB = 'deliver';
 
@@ -91,7 +91,7 @@ export interface PlannedDelivery {
 /** Inserts the deliveries of one event and enqueues one `deliver` job each. */
 export async function createDeliveries(trx: Db, queue: JobQueue, accountId: string, eventId: string, planned: readonly PlannedDelivery[], now: number): Promise<string[]> {
   if (planned.length === 0) return [];
-  const rows: NewDelivery[] = planned.map((p) => ({
+  const rows: DeliveryRow[] = planned.map((p) => ({
     id: newId('dlv', now),
     account_id: accountId,
     event_id: eventId,

@@ -3,14 +3,13 @@
  * attempt logged. Status: `pending` -> `delivered`, or `failed` (retrying) -> … -> `dead`.
  */
 import { sql } from 'kysely';
-import type { Insertable, Selectable } from 'kysely';
+import type { Selectable } from 'kysely';
 import { allColumns, compiled, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
 import type { DeliveriesTable, DeliveryAttemptsTable, DeliveryRow } from './schema.js';
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'failed' | 'dead';
-export type NewDelivery = Insertable<DeliveriesTable>;
-export type NewDeliveryAttempt = Insertable<DeliveryAttemptsTable>;
+export type NewDeliveryAttempt = Omit<Selectable<DeliveryAttemptsTable>, 'id'>;
 export type DeliveryAttemptRow = Selectable<DeliveryAttemptsTable>;
 
 // An event and each of its attempts are a few rows: one compiled statement run per row costs less
@@ -70,10 +69,10 @@ const deadUpdate = compiled((db: Db, id: string, reason: string, now: number) =>
 );
 
 /** Inserts an event's deliveries (the fan-out's hot path); several rows commit together in `db`'s transaction. */
-export async function insertDeliveries(db: Db, rows: NewDelivery[]): Promise<void> {
+export async function insertDeliveries(db: Db, rows: DeliveryRow[]): Promise<void> {
   if (rows.length === 0) return;
   if (rows.length > 1 && !db.isTransaction) return db.transaction().execute((trx) => insertDeliveries(trx, rows));
-  for (const r of rows) await deliveryInsert.run(db, { ...r, attempts: r.attempts ?? 0, last_status_code: r.last_status_code ?? null, last_error: r.last_error ?? null, next_attempt_at: r.next_attempt_at ?? null, delivered_at: r.delivered_at ?? null, url: r.url ?? null, method: r.method ?? null, format: r.format ?? null });
+  for (const r of rows) await deliveryInsert.run(db, r);
 }
 
 /** Unscoped, for the delivery job. */
@@ -99,7 +98,7 @@ export async function listAttemptsForDeliveries(db: Db, accountId: string, deliv
 export async function insertAttempts(db: Db, rows: NewDeliveryAttempt[]): Promise<void> {
   if (rows.length === 0) return;
   if (rows.length > 1 && !db.isTransaction) return db.transaction().execute((trx) => insertAttempts(trx, rows));
-  for (const r of rows) await attemptInsert.run(db, { ...r, status_code: r.status_code ?? null, response_excerpt: r.response_excerpt ?? null, error: r.error ?? null });
+  for (const r of rows) await attemptInsert.run(db, r);
 }
 
 export interface DeliveryOutcome {

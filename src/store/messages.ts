@@ -7,7 +7,7 @@
 import { sql } from 'kysely';
 import { allColumns, compiled, compiledByShape, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
-import type { MessageRow, MessagesTable, NewMessage } from './schema.js';
+import type { MessageRow, MessagesTable } from './schema.js';
 
 // ----------------------------------------------------------------------------------------------
 // Reads
@@ -78,10 +78,6 @@ const messageInsert = compiledInsert('messages', messageColumns);
 // Meta retries a batch until it is answered 200: the same mid arrives again and is not stored twice.
 const messageInsertOnce = compiledInsert('messages', messageColumns, (oc) => oc.columns(['sender_id', 'mid']).where('mid', 'is not', null).doNothing());
 
-function isComplete(row: NewMessage | MessageRow): row is MessageRow {
-  return messageColumns.every((c) => (row as Record<string, unknown>)[c] !== undefined);
-}
-
 /** Inserts a complete row (every column given). */
 export async function insertMessage(db: Db, row: MessageRow): Promise<void> {
   await messageInsert.run(db, row);
@@ -91,18 +87,9 @@ export async function insertMessage(db: Db, row: MessageRow): Promise<void> {
  * Inserts a message unless one with the same `(sender_id, mid)` exists: Meta retries batches until
  * it gets a 200, so the same mid arrives more than once. Returns whether the row was inserted.
  */
-export async function insertMessageOnce(db: Db, row: NewMessage | MessageRow): Promise<boolean> {
-  if (isComplete(row)) return Number((await messageInsertOnce.run(db, row)).numAffectedRows ?? 0n) > 0;
-  if (row.mid === null || row.mid === undefined) {
-    await db.insertInto('messages').values(row).execute();
-    return true;
-  }
-  const result = await db
-    .insertInto('messages')
-    .values(row)
-    .onConflict((oc) => oc.columns(['sender_id', 'mid']).where('mid', 'is not', null).doNothing())
-    .executeTakeFirst();
-  return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
+export async function insertMessageOnce(db: Db, row: MessageRow): Promise<boolean> {
+  // A row without a mid is outside the unique index and always goes in.
+  return Number((await messageInsertOnce.run(db, row)).numAffectedRows ?? 0n) > 0;
 }
 
 // ----------------------------------------------------------------------------------------------
