@@ -74,6 +74,11 @@ function openSqlite(path: string): Store {
   // before any caller hears of them, so they survive power loss as at FULL without holding the loop.
   sqlite.pragma(memory ? 'synchronous = FULL' : 'synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
+  // Group commit runs each transaction in a savepoint, and SQLite keeps the pages a savepoint
+  // changes in a statement journal so it can roll back only that one. By default that journal
+  // spills to a temporary file past 64 KiB: thousands of small writes a second, each a system
+  // call on the event loop. In memory it is a copy, released with the savepoint.
+  sqlite.pragma('temp_store = MEMORY');
   // A second process (the CLI while the server runs) waits for the lock instead of failing at once.
   sqlite.pragma('busy_timeout = 5000');
   const wal = memory ? undefined : new WalSync(`${sqlite.name}-wal`);

@@ -39,6 +39,15 @@ describe('SQLite transactions and the checkpointer (one process, two connections
     store = undefined;
   });
 
+  it('opens the file in WAL mode with its statement journals in memory', async () => {
+    store = await openTestStore('sqlite');
+    const sqlite = store.sqlite!;
+    expect(sqlite.pragma('journal_mode', { simple: true })).toBe('wal');
+    // 2 = MEMORY: a group commit's savepoints journal their pages without a temporary file.
+    expect(sqlite.pragma('temp_store', { simple: true })).toBe(2);
+    expect(sqlite.pragma('foreign_keys', { simple: true })).toBe(1);
+  });
+
   it('take the write lock when the transaction begins', async () => {
     store = await openTestStore('sqlite');
     probe = new SqliteDatabase(store.sqlite!.name);
