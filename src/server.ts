@@ -3,14 +3,14 @@
  * `buildServer` wires everything from a `Config`; `start()` listens, `close()` drains and stops.
  */
 import Fastify, { LogController } from 'fastify';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import swagger from '@fastify/swagger';
 import formbody from '@fastify/formbody';
 import type { Logger } from 'pino';
 import { sql } from 'kysely';
 import type { Config } from './config.js';
-import { createLogger } from './logger.js';
+import { createLogger, requestLoggerFactory } from './logger.js';
 import { openStore, migrate } from './store/db.js';
 import type { Store } from './store/db.js';
 import { SecretBox } from './store/secrets.js';
@@ -118,6 +118,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request info logs would cost more CPU than the ingress write itself; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: requestLoggerFactory as unknown as NonNullable<FastifyServerOptions['childLoggerFactory']>,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     trustProxy: true,
