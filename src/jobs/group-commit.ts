@@ -11,8 +11,13 @@
  * parallel; grouping there would also make unrelated row locks (contacts, FIFO keys) wait on each
  * other and risk deadlocks between groups. So on PostgreSQL `run` is a plain transaction.
  */
+import { CompiledQuery } from 'kysely';
 import type { Db, Store } from '../store/db.js';
 import type { JobQueue } from './queue.js';
+
+const SAVEPOINT = CompiledQuery.raw('savepoint item');
+const RELEASE = CompiledQuery.raw('release item');
+const ROLLBACK_TO = CompiledQuery.raw('rollback to item');
 
 /** A group is written at once when it reaches this size, keeping one commit's work and memory small. */
 const MAX_GROUP = 128;
@@ -98,19 +103,22 @@ export class GroupCommit {
         outcomes.push({ ok: true, value: await (group[0] as Pending).fn(trx) });
         enqueued.any = this.#queue.enqueuedIn(trx);
       } else {
+        // Plain statements on the group's transaction: Kysely's own savepoints make two new
+        // transaction objects per item, which measured about 2 % of the gateway's time under load.
         for (const p of group) {
-          const item = await trx.savepoint('item').execute();
+          await trx.executeQuery(SAVEPOINT);
           try {
-            const value = await p.fn(item);
-            await item.releaseSavepoint('item').execute();
-            if (this.#queue.enqueuedIn(item)) enqueued.any = true;
+            const value = await p.fn(trx);
+            await trx.executeQuery(RELEASE);
             outcomes.push({ ok: true, value });
           } catch (error) {
-            await item.rollbackToSavepoint('item').execute();
-            await item.releaseSavepoint('item').execute();
+            await trx.executeQuery(ROLLBACK_TO);
+            await trx.executeQuery(RELEASE);
             outcomes.push({ ok: false, error });
           }
         }
+        // One item rolled back after enqueueing at worst wakes the runners for nothing.
+        enqueued.any = this.#queue.enqueuedIn(trx);
       }
       await trx.commit().execute();
       // A controlled transaction's commit returns before its flush: wait for the data to be on disk.
