@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: measured scenarios, printed as a table and as JSON lines.
  *   ingress   signed webhook POSTs acknowledged after a durable write, beside a bare Fastify handler
+ *             (the two take turns in BENCH_ROUNDS slices, so the machine's drift falls on both)
  *   inbound   customer sends (emulator) -> endpoint receives, latency at a steady rate, and memory
  *   outbound  messages accepted by /v1/messages and carried through the emulator's Send API
  * Everything talks to 127.0.0.1 only; every scenario is bounded in time and count and stops by itself.
@@ -280,8 +281,10 @@ async function inboundScenario() {
     list.push(ms);
     perSecond.set(second, list);
   };
+  const before = await gateway.stats();
   const loadResult = await load(SECONDS);
   await settle(loadResult.ok);
+  const after = await gateway.stats();
   clearInterval(sampler);
   latencies.sort((a, b) => a - b);
   await gateway.stop();
@@ -297,6 +300,10 @@ async function inboundScenario() {
     p50_ms: percentile(latencies, 50),
     p99_ms: percentile(latencies, 99),
     max_ms: latencies[latencies.length - 1] ?? 0,
+    // The gateway process over the measured run: CPU per message (every thread) and how busy its
+    // event loop was (1: never idle). A tail with the loop near 1 is queueing, not a slow step.
+    cpu_ms_per_msg: Number(((after.cpu.user - before.cpu.user + after.cpu.system - before.cpu.system) / 1000 / Math.max(1, received)).toFixed(3)),
+    loop_busy: Number(performance.eventLoopUtilization(after.elu, before.elu).utilization.toFixed(2)),
     peak_rss_mb: Math.round(peakRss / 1048576),
     // p99 of the messages sent in each second of the run, in order.
     p99_by_second_ms: [...perSecond.keys()].sort((x, y) => x - y).map((k) => percentile((perSecond.get(k) ?? []).sort((x, y) => x - y), 99)),
