@@ -120,17 +120,25 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   return { requests, ok, errors, statuses, seconds, rps: ok / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] ?? 0 };
 }
 
-// As a child process: receive one spec over IPC, answer with the result.
+// As a child process: run each spec received over IPC, one at a time, and answer with its result;
+// an `{ op: 'exit' }` message (or the parent going away) ends the worker.
 if (process.send && process.argv.includes('--load-worker')) {
-  process.once('message', (spec: LoadSpec) => {
-    // Disconnect and let the process end by itself: exiting from the send callback sometimes lost
-    // the result in flight, and the parent then waited for a message that never came.
-    runLoad(spec).then(
-      (result) => process.send?.({ result }, () => process.disconnect()),
-      (err: unknown) => {
-        process.exitCode = 1;
-        process.send?.({ error: String(err) }, () => process.disconnect());
-      },
+  let queue: Promise<void> = Promise.resolve();
+  process.on('message', (m: LoadSpec | { op: 'exit' }) => {
+    if ('op' in m) {
+      // Disconnect and let the process end by itself: exiting from the send callback sometimes lost
+      // the result in flight, and the parent then waited for a message that never came.
+      queue = queue.then(() => process.disconnect());
+      return;
+    }
+    queue = queue.then(() =>
+      runLoad(m).then(
+        (result) => void process.send?.({ result }),
+        (err: unknown) => {
+          process.exitCode = 1;
+          process.send?.({ error: String(err) });
+        },
+      ),
     );
   });
 }
