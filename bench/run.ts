@@ -304,9 +304,8 @@ async function inboundScenario() {
       rate,
     });
   // One steady load: its first two seconds are not counted (the three processes' code is compiled
-  // for this load, as in any long-running gateway), the rest is. A pause between a warm-up run and
-  // the measured one left the first measured seconds with most of the tail (p99 100-350 ms against
-  // 25-60 later): work resumed on cold caches and a freshly idle loop.
+  // for this load, as in any long-running gateway), the rest is. A separate warm-up run left a pause
+  // before the measured one, which then measured the gateway resuming from idle, not holding a rate.
   received = 0;
   let measured = 0;
   let measureFrom = Infinity;
