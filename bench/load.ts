@@ -61,6 +61,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const one = async () => {
     const n = i++;
     const idx = n % spec.bodies.length;
+    // Counted or not by when it was sent: a warm-up request answered after the warm-up is not.
+    const counted = measuring;
     const started = performance.now();
     try {
       const res = await pool.request({
@@ -70,7 +72,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         body: spec.method === 'POST' ? stamp(spec.bodies[idx] ?? '') : undefined,
       });
       await res.body.dump();
-      if (measuring) {
+      if (counted) {
         latencies.push(performance.now() - started);
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
         requests++;
@@ -78,7 +80,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         else errors++;
       }
     } catch (err) {
-      if (measuring) {
+      if (counted) {
         requests++;
         errors++;
         const k = (err as { code?: string }).code ?? 'error';
@@ -86,21 +88,28 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       }
     }
   };
-  if (spec.warmupMs) {
+  if (spec.warmupMs && !spec.rate) {
     const until = performance.now() + spec.warmupMs;
     await Promise.all(Array.from({ length: spec.connections }, async () => {
       while (performance.now() < until) await one();
     }));
     measuring = true;
   }
-  const started = performance.now();
-  const deadline = started + spec.durationMs;
+  let started = performance.now();
   if (spec.rate) {
+    // Open loop, warm-up included: the warm-up keeps the same rate (a closed-loop warm-up would
+    // send as fast as answered and leave a backlog behind it).
     const interval = 1000 / spec.rate;
     const inflight = new Set<Promise<void>>();
+    const warmUntil = started + (spec.warmupMs ?? 0);
+    const deadline = warmUntil + spec.durationMs;
     let next = performance.now();
     while (performance.now() < deadline && requests + inflight.size < spec.maxRequests) {
       const now = performance.now();
+      if (!measuring && now >= warmUntil) {
+        measuring = true;
+        started = now;
+      }
       while (next <= now && performance.now() < deadline) {
         const p = one().finally(() => inflight.delete(p));
         inflight.add(p);
@@ -110,6 +119,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     }
     await Promise.all(inflight);
   } else {
+    const deadline = started + spec.durationMs;
     await Promise.all(Array.from({ length: spec.connections }, async () => {
       while (performance.now() < deadline && requests < spec.maxRequests) await one();
     }));
