@@ -74,3 +74,9 @@ export async function gatewayInChild(env: Record<string, string>): Promise<Child
       }),
   };
 }
+
+/** Asks `done` every `everyMs` until it says yes or `withinMs` have passed; resolves either way. */
+export async function pollUntil(done: () => Promise<boolean>, withinMs: number, everyMs: number): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (!(await done()) && Date.now() <= deadline) await new Promise((r) => setTimeout(r, everyMs));
+}

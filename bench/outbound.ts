@@ -14,12 +14,14 @@ import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore } from '../src/store/db.js';
-import { gatewayInChild } from './gateway.js';
+import { gatewayInChild, pollUntil } from './gateway.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import { percentile } from './load.js';
 
 interface Deps {
   seconds: number;
+  /** At a steady rate: the first seconds of load after the start, left out of the API's latencies. */
+  warmupSeconds: number;
   loadInChild(spec: LoadSpec): Promise<LoadResult>;
   gatewayForEmulator(): Promise<{ emulator: { url: string; child: ChildProcess; stop(): Promise<void> }; dir: string; env: Record<string, string>; appId: string; apiKey: string }>;
   api<T>(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
@@ -49,12 +51,11 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     }
   }
   // The customers wrote first; wait until every one of them is a contact with an open window.
-  const deadline = Date.now() + 60_000 + CUSTOMERS * 20;
-  for (;;) {
-    const n = await store.db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    if (Number(n.n) >= CUSTOMERS || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await pollUntil(
+    async () => Number((await store.db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n) >= CUSTOMERS,
+    60_000 + CUSTOMERS * 20,
+    200,
+  );
 
   // Interleaved (Page 0, 1, ..., 9, 0, ...): with the targets in Page order the 32 requests in
   // flight all went to one Page, which the pacer then held to Meta's 300 calls/s per Page.
@@ -84,7 +85,7 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     // At a steady rate the first seconds after the gateway's start are left out of the API's
     // latencies, as in the inbound scenario (its code warming to the load); every message counts
     // towards carried and time to `sent`.
-    ...(soak ? { rate: Number(process.env.BENCH_RATE ?? 1000), warmupMs: Number(process.env.BENCH_WARMUP_SECONDS ?? 6) * 1000 } : {}),
+    ...(soak ? { rate: Number(process.env.BENCH_RATE ?? 1000), warmupMs: d.warmupSeconds * 1000 } : {}),
   });
   // Carried: until every accepted message has left (sent or failed).
   const drainDeadline = Date.now() + 120_000;

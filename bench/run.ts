@@ -25,15 +25,15 @@ import { openStore } from '../src/store/db.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import { percentile } from './load.js';
 import { outboundScenario } from './outbound.js';
-import { cliJson, gatewayInChild } from './gateway.js';
+import { cliJson, gatewayInChild, pollUntil } from './gateway.js';
 import type { ProcessStats } from './gateway.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-// Inbound: seconds of steady load after the gateway's start that are reported apart from the measured
-// run. A process's first seconds under load (its code compiled for it, its heap sized) had p99s of
-// 100-450 ms where the seconds after had 15-80, and at two seconds those first seconds still fell
-// into the measured run; after six they did not (p99 51 and 60 ms, no second above 76).
+// Seconds of steady load after the gateway's start reported apart from the measured run (inbound,
+// and outbound at a steady rate). A process's first seconds under load (its code compiled for it,
+// its heap sized) had p99s of 100-450 ms where the seconds after had 15-80; at two seconds those
+// first seconds still fell into the measured run, after six they did not (p99 51 and 60 ms).
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 6);
 
 export interface LoadWorker {
@@ -297,12 +297,11 @@ async function inboundScenario() {
   // And their profiles are fetched (one Graph call at a time per Page, so 200 take a few seconds):
   // otherwise the fetches run during the first measured seconds, which then measure set-up.
   const store = await openStore({ url: join(dir, 'switchboard.db') });
-  const profilesBy = Date.now() + 60_000;
-  for (;;) {
-    const pending = await store.db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).where('profile_status', '=', 'pending').executeTakeFirstOrThrow();
-    if (Number(pending.n) === 0 || Date.now() > profilesBy) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await pollUntil(
+    async () => Number((await store.db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).where('profile_status', '=', 'pending').executeTakeFirstOrThrow()).n) === 0,
+    60_000,
+    100,
+  );
   await store.close();
   // One load generator for the warm-up and the measured run (see `loadWorker`).
   const loader = loadWorker();
@@ -380,7 +379,7 @@ async function inboundScenario() {
 
 async function main() {
   const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-  const all: Record<string, () => Promise<Record<string, unknown>>> = { ingress: ingressScenario, inbound: inboundScenario, outbound: () => outboundScenario({ seconds: SECONDS, loadInChild, gatewayForEmulator, api }) };
+  const all: Record<string, () => Promise<Record<string, unknown>>> = { ingress: ingressScenario, inbound: inboundScenario, outbound: () => outboundScenario({ seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, loadInChild, gatewayForEmulator, api }) };
   const names = wanted.length ? wanted : Object.keys(all);
   process.stdout.write(`# switchboard bench ${new Date().toISOString()} node ${process.version}\n`);
   for (const name of names) {
