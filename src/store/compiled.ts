@@ -24,6 +24,7 @@ import { sql } from 'kysely';
 import type { CompiledQuery, OnConflictBuilder, OnConflictDoNothingBuilder, QueryResult } from 'kysely';
 import type { Db } from './db.js';
 import type { Database } from './schema.js';
+import { PreparedRows } from './sqlite-driver.js';
 
 /** A builder's `compile()`: select, insert, update and delete builders, and `sql` templates. */
 interface Compilable<O> {
@@ -42,23 +43,30 @@ interface Template {
   /** Constants as compiled, markers where an argument goes. */
   parameters: readonly unknown[];
   /** SQLite: the statement prepared on the store's connection. */
-  statement: SqliteDatabase.Statement | undefined;
+  statement: PreparedRows | undefined;
   /** SQLite: whether no one holds the connection. */
   idle: () => boolean;
+  /** SQLite: called before a read on the free connection (joins the turn's read transaction). */
+  beforeRead: () => void;
 }
 
 interface SqliteHandle {
   handle: SqliteDatabase.Database;
   idle: () => boolean;
+  beforeRead: () => void;
 }
 
 // The better-sqlite3 handle behind each SQLite store, by its dialect adapter (see `registerSqlite`).
 const sqliteHandles = new WeakMap<object, SqliteHandle>();
 const never = (): boolean => false;
+const nothing = (): void => undefined;
 
-/** Called by the store that opens a SQLite database: compiled statements may run on it directly. */
-export function registerSqlite(db: Db, handle: SqliteDatabase.Database, idle: () => boolean): void {
-  sqliteHandles.set(db.getExecutor().adapter, { handle, idle });
+/**
+ * Called by the store that opens a SQLite database: compiled statements may run on it directly.
+ * `beforeRead` runs before each read made while the connection is free (`SharedReads`).
+ */
+export function registerSqlite(db: Db, handle: SqliteDatabase.Database, idle: () => boolean, beforeRead: () => void = nothing): void {
+  sqliteHandles.set(db.getExecutor().adapter, { handle, idle, beforeRead });
 }
 
 export interface CompiledStatement<A extends unknown[], O> {
@@ -88,7 +96,7 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
       const used = new Set(c.parameters.filter((p): p is Marker => p instanceof Marker).map((p) => p.index));
       if (used.size !== markers.length) throw new Error(`compiled statement uses ${used.size} of its ${markers.length} arguments: ${c.sql}`);
       const sqlite = sqliteHandles.get(adapter);
-      template = { sql: c.sql, query: c.query, queryId: c.queryId, parameters: c.parameters, statement: sqlite?.handle.prepare(c.sql), idle: sqlite?.idle ?? never };
+      template = { sql: c.sql, query: c.query, queryId: c.queryId, parameters: c.parameters, statement: sqlite ? new PreparedRows(sqlite.handle.prepare(c.sql)) : undefined, idle: sqlite?.idle ?? never, beforeRead: sqlite?.beforeRead ?? nothing };
       templates.set(adapter, template);
     }
     return template;
@@ -96,10 +104,12 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
   const run = (db: Db, args: A): Promise<QueryResult<O>> => {
     const t = templateFor(db);
     const parameters = t.parameters.map((p) => (p instanceof Marker ? args[p.index] : p));
-    if (t.statement !== undefined && (db.isTransaction || (t.statement.readonly && t.idle()))) {
+    const prepared = t.statement;
+    if (prepared !== undefined && (db.isTransaction || (prepared.statement.readonly && t.idle()))) {
       try {
-        if (t.statement.reader) return Promise.resolve({ rows: t.statement.all(parameters) as O[] });
-        const { changes, lastInsertRowid } = t.statement.run(parameters);
+        if (!db.isTransaction) t.beforeRead();
+        if (prepared.statement.reader) return Promise.resolve({ rows: prepared.all(parameters) as O[] });
+        const { changes, lastInsertRowid } = prepared.statement.run(parameters);
         return Promise.resolve({ rows: [], numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid) });
       } catch (err) {
         return Promise.reject(err as Error);

@@ -85,7 +85,7 @@ function openSqlite(path: string): Store {
   // Immediate transactions, flushes off the loop and cached statements: see `sqlite-driver.ts`.
   const dialect = new ImmediateSqliteDialect(sqlite, wal);
   const db = new Kysely<Database>({ dialect });
-  registerSqlite(db, sqlite, () => dialect.connectionIdle());
+  registerSqlite(db, sqlite, () => dialect.connectionIdle(), () => dialect.reads.enter());
   return {
     db,
     engine: 'sqlite',
