@@ -7,16 +7,11 @@ import type { ContactResource, ConversationResource, MessageFailure, MessageOrig
 import type { ErrorCode } from '../domain/errors.js';
 import type { Channel, MessageContent, MessageStatus, MessagingType } from '../domain/glossary.js';
 import { windowState } from '../domain/policy.js';
+import { isoOrNull as iso, isoTime } from '../domain/time.js';
 import type { ContactRow, ConversationRow, MessageRow } from '../store/schema.js';
 import { isDerivedMid } from './inbound-context.js';
 
-export function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
-}
-
-function isoNow(ms: number): string {
-  return new Date(ms).toISOString();
-}
+export { isoOrNull as iso } from '../domain/time.js';
 
 export function parseContent(json: string): MessageContent {
   try {
@@ -57,8 +52,8 @@ export function messageResource(row: MessageRow, channel: Channel, content?: Mes
     messaging_type: row.messaging_type as MessagingType | null,
     tag: row.tag,
     error: failureOf(row),
-    created_at: isoNow(row.created_at),
-    updated_at: isoNow(row.updated_at),
+    created_at: isoTime(row.created_at),
+    updated_at: isoTime(row.updated_at),
     sent_at: iso(row.sent_at),
     delivered_at: iso(row.delivered_at),
     read_at: iso(row.read_at),
@@ -93,7 +88,7 @@ export function contactResource(row: ContactRow, now: number): ContactResource {
     window: { open: window.open, open_until: iso(window.open_until), human_agent_until: iso(window.human_agent_until) },
     blocked_at: iso(row.blocked_at),
     opted_out_at: iso(row.opted_out_at),
-    created_at: isoNow(row.created_at),
+    created_at: isoTime(row.created_at),
   };
 }
 
@@ -105,7 +100,7 @@ export function conversationResource(row: ConversationRow): ConversationResource
     contact_id: row.contact_id,
     status: row.status === 'closed' ? 'closed' : 'open',
     assigned_to: row.assignee,
-    created_at: isoNow(row.created_at),
+    created_at: isoTime(row.created_at),
     last_message_at: iso(row.last_message_at),
   };
 }

@@ -14,6 +14,7 @@ import type { MessageFailure, MessageStatusData } from '../domain/events.js';
 import type { GatewayError } from '../domain/errors.js';
 import type { Channel, JsonObject, JsonValue, MessageStatus } from '../domain/glossary.js';
 import { OUTBOUND_STATUS_RANK } from '../domain/glossary.js';
+import { isoTime } from '../domain/time.js';
 import type { JobQueue } from '../jobs/queue.js';
 import { sql } from 'kysely';
 import { compiledByShape } from '../store/compiled.js';
@@ -128,7 +129,7 @@ async function recordMove(
     message_id: row.id,
     status: row.status as MessageStatus,
     previous_status: previous,
-    timestamp: new Date(change.at).toISOString(),
+    timestamp: isoTime(change.at),
     error: resource.error ?? null,
     message: resource,
   };
@@ -295,7 +296,7 @@ export function statusHistory(message: Pick<MessageRow, 'status_log'>): { status
   if (!Array.isArray(entries)) return [];
   return entries.map((e: { status?: unknown; at?: unknown; detail?: JsonValue }) => ({
     status: String(e.status),
-    at: new Date(Number(e.at)).toISOString(),
+    at: isoTime(Number(e.at)),
     detail: e.detail ?? null,
   }));
 }

@@ -1,5 +1,6 @@
 /** Events: facts for subscribers, stored once and delivered to every endpoint that wants them. */
 import type { Insertable } from 'kysely';
+import { idFloor } from '../domain/ids.js';
 import { allColumns, compiled, compiledInsert } from './compiled.js';
 import type { Db } from './db.js';
 import type { EventRow, EventsTable } from './schema.js';
@@ -42,7 +43,9 @@ export async function listEvents(db: Db, accountId: string, filter: EventFilter)
   if (filter.type) q = q.where('type', '=', filter.type);
   if (filter.senderId) q = q.where('sender_id', '=', filter.senderId);
   if (filter.conversationId) q = q.where('conversation_id', '=', filter.conversationId);
-  if (filter.since !== undefined) q = q.where('created_at', '>=', filter.since);
+  // An event's id never sorts before its creation time (`newId`): the id bound lets the
+  // (account_id, id) index start at `since`; the created_at test stays the exact one.
+  if (filter.since !== undefined) q = q.where('id', '>=', idFloor('evt', filter.since)).where('created_at', '>=', filter.since);
   if (filter.until !== undefined) q = q.where('created_at', '<', filter.until);
   if (filter.after) q = q.where('id', '>', filter.after);
   return q.orderBy('id').limit(filter.limit).execute();

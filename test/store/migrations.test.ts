@@ -22,6 +22,22 @@ describeEachEngine('migrations', (engine) => {
     expect(typeof row.created_at).toBe('number');
   });
 
+  it('leave events with the (account, id) index and without the (account, created_at) one (005)', async () => {
+    store = await openTestStore(engine, { migrateTo: '004_hot_paths' });
+    const indexes = async () => {
+      const q =
+        engine === 'sqlite'
+          ? sql<{ name: string }>`select name from sqlite_master where type = 'index' and tbl_name = 'events'`
+          : sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'events' and schemaname = current_schema()`;
+      return (await q.execute(store!.db)).rows.map((r) => r.name);
+    };
+    expect(await indexes()).toContain('events_account');
+    expect(await migrate(store)).toEqual(['005_event_indexes']);
+    const after = await indexes();
+    expect(after).not.toContain('events_account');
+    expect(after).toEqual(expect.arrayContaining(['events_account_id', 'events_sender']));
+  });
+
   it('give jobs an increasing numeric id', async () => {
     store = await openTestStore(engine);
     const now = Date.now();
@@ -55,7 +71,7 @@ describeEachEngine('migrations', (engine) => {
     await history('sent', JSON.stringify({ mid: 'm_1' }), now + 5);
     await history('delivered', JSON.stringify({ source: 'delivery', watermark: now + 9 }), now + 9);
 
-    expect(await migrate(store)).toEqual(['004_hot_paths']);
+    expect(await migrate(store)).toEqual(['004_hot_paths', '005_event_indexes']);
     const rows = await db.selectFrom('messages').select(['id', 'status_log']).orderBy('id').execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     expect(statusHistory(byId.get('msg_out')!)).toEqual([

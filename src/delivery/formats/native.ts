@@ -14,6 +14,7 @@
  * `new Webhook(secret).verify(rawQuery, headers, { jsonParse: false })`.
  */
 import { Webhook } from 'standardwebhooks';
+import { isoTime } from '../../domain/time.js';
 import type { DeliveryFormat, FormatInput, OutgoingRequest } from './index.js';
 
 const USER_AGENT = 'Switchboard-Webhooks/1';
@@ -35,7 +36,7 @@ function signer(secret: string): Webhook {
 
 /** The envelope as JSON text; `data` is the stored payload as it is, never parsed and re-serialised. */
 export function envelopeJson(input: FormatInput['event']): string {
-  return `{"id":${JSON.stringify(input.id)},"type":${JSON.stringify(input.type)},"created_at":"${new Date(input.created_at).toISOString()}","account_id":${JSON.stringify(input.account_id)},"data":${input.payload}}`;
+  return `{"id":${JSON.stringify(input.id)},"type":${JSON.stringify(input.type)},"created_at":"${isoTime(input.created_at)}","account_id":${JSON.stringify(input.account_id)},"data":${input.payload}}`;
 }
 
 /** Standard Webhooks headers for `content`, signed with every secret. */
@@ -56,7 +57,7 @@ export const nativeFormat: DeliveryFormat = {
       const query = new URLSearchParams({
         id: event.id,
         type: event.type,
-        created_at: new Date(event.created_at).toISOString(),
+        created_at: isoTime(event.created_at),
         account_id: event.account_id,
         data: event.payload,
       }).toString();

@@ -36,9 +36,7 @@ export const Timestamp = Type.String({ format: 'date-time' });
 export const NullableTimestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
 export const NullableString = Type.Union([Type.String(), Type.Null()]);
 
-export function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
-}
+export { isoOrNull as iso } from '../../domain/time.js';
 
 /** Cursor pagination over time-sortable ids: fetch one more than asked to know whether a next page exists. */
 export function page<T extends { id: string }>(rows: T[], limit: number): { data: T[]; next_cursor: string | null } {
