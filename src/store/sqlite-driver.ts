@@ -40,8 +40,8 @@ type Row = Record<string, unknown>;
  * for those columns took 6 µs, because an object literal is created with its final shape at once.
  * That function is generated (`new Function`) from the column names SQLite reports for the
  * statement, names from our own schema and queries, each written as a JSON string literal. Two
- * columns of one name keep the last value, as better-sqlite3 does (and a column named `__proto__`
- * sets the prototype in both).
+ * columns of one name keep the last value, as better-sqlite3 does. A column named `__proto__`
+ * becomes an own property (a computed key), never the object's prototype.
  */
 export class PreparedRows {
   readonly statement: SqliteDatabase.Statement;
@@ -57,7 +57,9 @@ export class PreparedRows {
     const names = this.statement.columns().map((c) => c.name);
     this.#names = names;
     this.statement.raw(true);
-    this.#make = new Function('v', `return {${names.map((n, i) => `${JSON.stringify(n)}: v[${i}]`).join(', ')}};`) as (values: unknown[]) => Row;
+    // A quoted `__proto__` key in a literal would set the prototype; a computed one defines a property.
+    const key = (n: string): string => (n === '__proto__' ? `[${JSON.stringify(n)}]` : JSON.stringify(n));
+    this.#make = new Function('v', `return {${names.map((n, i) => `${key(n)}: v[${i}]`).join(', ')}};`) as (values: unknown[]) => Row;
   }
 
   /** Every row the statement returns for these parameters (a reader statement). */

@@ -125,14 +125,15 @@ describe('rows read as arrays and made into objects (PreparedRows)', () => {
     expect(new PreparedRows(sqlite.prepare(text)).all([])).toEqual(own);
   });
 
-  it('treat a column named __proto__ as better-sqlite3 does', () => {
+  it('keep a column named __proto__ as an own property, never as the prototype', () => {
     const sqlite = open();
-    const text = "select 1 as id, x'01' as __proto__";
-    const own = sqlite.prepare(text).all() as object[];
-    const rows = new PreparedRows(sqlite.prepare(text)).all([]);
+    const rows = new PreparedRows(sqlite.prepare("select 1 as id, x'01' as __proto__, 'after' as name")).all([]);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toHaveProperty('id', 1);
-    expect(Object.getPrototypeOf(rows[0])).toStrictEqual(Object.getPrototypeOf(own[0]));
+    const row = rows[0]!;
+    expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
+    expect(Object.keys(row)).toEqual(['id', '__proto__', 'name']);
+    expect(Object.getOwnPropertyDescriptor(row, '__proto__')?.value).toEqual(Buffer.from([1]));
+    expect(row).toMatchObject({ id: 1, name: 'after' });
   });
 
   it('follow a schema change that adds a column to a prepared select *', () => {
