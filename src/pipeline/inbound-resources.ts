@@ -11,8 +11,6 @@ import { isoOrNull as iso, isoTime } from '../domain/time.js';
 import type { ContactRow, ConversationRow, MessageRow } from '../store/schema.js';
 import { isDerivedMid } from './inbound-context.js';
 
-export { isoOrNull as iso } from '../domain/time.js';
-
 export function parseContent(json: string): MessageContent {
   try {
     const value: unknown = JSON.parse(json);
