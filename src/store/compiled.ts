@@ -48,25 +48,37 @@ interface Template {
   idle: () => boolean;
   /** SQLite: called before a read on the free connection (joins the turn's read transaction). */
   beforeRead: () => void;
+  /** SQLite: the store's own Kysely instance, and how to wait until its connection is free. */
+  root: Db | undefined;
+  released: () => Promise<void>;
 }
 
 interface SqliteHandle {
   handle: SqliteDatabase.Database;
   idle: () => boolean;
   beforeRead: () => void;
+  root: Db;
+  released: () => Promise<void>;
 }
 
 // The better-sqlite3 handle behind each SQLite store, by its dialect adapter (see `registerSqlite`).
 const sqliteHandles = new WeakMap<object, SqliteHandle>();
 const never = (): boolean => false;
 const nothing = (): void => undefined;
+const now = (): Promise<void> => Promise.resolve();
 
-/**
- * Called by the store that opens a SQLite database: compiled statements may run on it directly.
- * `beforeRead` runs before each read made while the connection is free (`SharedReads`).
- */
-export function registerSqlite(db: Db, handle: SqliteDatabase.Database, idle: () => boolean, beforeRead: () => void = nothing): void {
-  sqliteHandles.set(db.getExecutor().adapter, { handle, idle, beforeRead });
+export interface SqliteAccess {
+  /** Whether no one holds the connection. */
+  idle: () => boolean;
+  /** Runs before each read made while the connection is free (`SharedReads`). */
+  beforeRead?: () => void;
+  /** Resolves when the connection's current holder lets go of it. */
+  released?: () => Promise<void>;
+}
+
+/** Called by the store that opens a SQLite database: compiled statements may run on it directly. */
+export function registerSqlite(db: Db, handle: SqliteDatabase.Database, access: SqliteAccess): void {
+  sqliteHandles.set(db.getExecutor().adapter, { handle, idle: access.idle, beforeRead: access.beforeRead ?? nothing, root: db, released: access.released ?? now });
 }
 
 export interface CompiledStatement<A extends unknown[], O> {
@@ -96,7 +108,7 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
       const used = new Set(c.parameters.filter((p): p is Marker => p instanceof Marker).map((p) => p.index));
       if (used.size !== markers.length) throw new Error(`compiled statement uses ${used.size} of its ${markers.length} arguments: ${c.sql}`);
       const sqlite = sqliteHandles.get(adapter);
-      template = { sql: c.sql, query: c.query, queryId: c.queryId, parameters: c.parameters, statement: sqlite ? new PreparedRows(sqlite.handle.prepare(c.sql)) : undefined, idle: sqlite?.idle ?? never, beforeRead: sqlite?.beforeRead ?? nothing };
+      template = { sql: c.sql, query: c.query, queryId: c.queryId, parameters: c.parameters, statement: sqlite ? new PreparedRows(sqlite.handle.prepare(c.sql)) : undefined, idle: sqlite?.idle ?? never, beforeRead: sqlite?.beforeRead ?? nothing, root: sqlite?.root, released: sqlite?.released ?? now };
       templates.set(adapter, template);
     }
     return template;
@@ -115,6 +127,11 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
         return Promise.reject(err as Error);
       }
     }
+    // A read on the store's own handle while a transaction holds the connection: waiting for it to
+    // be free and reading then is what Kysely's executor would do, without its hops per statement
+    // and without waiting, as a holder's release does, for the holder's commit to reach the disk.
+    // (A Kysely bound to one connection, `db.connection()`, is not the root: it runs through Kysely.)
+    if (prepared !== undefined && prepared.statement.readonly && db === t.root) return t.released().then(() => run(db, args));
     return db.executeQuery<O>({ sql: t.sql, query: t.query, queryId: t.queryId, parameters });
   };
   return {

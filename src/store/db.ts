@@ -86,7 +86,7 @@ function openSqlite(path: string): Store {
   // Immediate transactions, flushes off the loop and cached statements: see `sqlite-driver.ts`.
   const dialect = new ImmediateSqliteDialect(sqlite, wal);
   const db = new Kysely<Database>({ dialect });
-  registerSqlite(db, sqlite, () => dialect.connectionIdle(), () => dialect.reads.enter());
+  registerSqlite(db, sqlite, { idle: () => dialect.connectionIdle(), beforeRead: () => dialect.reads.enter(), released: () => dialect.connectionReleased() });
   return {
     db,
     engine: 'sqlite',

@@ -241,6 +241,8 @@ class CachingSqliteConnection implements DatabaseConnection {
   }
 }
 
+const RESOLVED = Promise.resolve();
+
 /** One connection, handed out to one holder at a time (SQLite has one writer anyway). */
 class ConnectionMutex {
   #promise: Promise<void> | undefined;
@@ -248,6 +250,15 @@ class ConnectionMutex {
 
   get locked(): boolean {
     return this.#promise !== undefined;
+  }
+
+  /**
+   * Settles once the holder at the time of the call has let go (someone else may hold it by then).
+   * The lock's own promise, not a wrapper: a callback chained on it runs in turn with the waiters of
+   * `lock()`, so a reader that asked before them finds the connection free.
+   */
+  released(): Promise<void> {
+    return this.#promise ?? RESOLVED;
   }
 
   async lock(): Promise<void> {
@@ -284,6 +295,11 @@ class ImmediateSqliteDriver implements Driver {
   /** No one holds the connection: no transaction is open on it. */
   idle(): boolean {
     return !this.#mutex.locked;
+  }
+
+  /** Resolves when the current holder lets go of the connection (at once when no one holds it). */
+  released(): Promise<void> {
+    return this.#mutex.released();
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
@@ -359,5 +375,10 @@ export class ImmediateSqliteDialect extends SqliteDialect {
   /** No one holds the connection (see `compiled.ts`, which reads directly then). */
   connectionIdle(): boolean {
     return this.#driver?.idle() ?? false;
+  }
+
+  /** Resolves when the current holder of the connection lets go of it. */
+  connectionReleased(): Promise<void> {
+    return this.#driver?.released() ?? Promise.resolve();
   }
 }

@@ -90,6 +90,53 @@ describe('SQLite reads on the free connection share one read transaction per eve
   });
 });
 
+describe('SQLite reads while a transaction holds the connection', () => {
+  let store: TestStore | undefined;
+  afterEach(async () => {
+    await store?.dispose();
+    store = undefined;
+  });
+
+  it('wait for it to let go and see what it committed, in the order they were asked', async () => {
+    store = await openTestStore('sqlite');
+    const db = store.db;
+    await insertAccount.run(db, 'acc_1', 'One');
+    const order: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const writer = db.transaction().execute(async (trx) => {
+      await trx.updateTable('accounts').set({ name: 'Uno' }).where('id', '=', 'acc_1').execute();
+      await held;
+      order.push('commit');
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const read = accountName.first(db, 'acc_1').then((row) => {
+      order.push('read');
+      return row;
+    });
+    // Another transaction queued after the read: the read goes first.
+    const next = db.transaction().execute(async (trx) => {
+      order.push('next');
+      await trx.updateTable('accounts').set({ name: 'Eins' }).where('id', '=', 'acc_1').execute();
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(order).toEqual([]);
+    release();
+    await writer;
+    expect(await read).toEqual({ name: 'Uno' });
+    await next;
+    expect(order).toEqual(['commit', 'read', 'next']);
+    expect(await accountName.first(db, 'acc_1')).toEqual({ name: 'Eins' });
+  });
+
+  it('run on a Kysely bound to the held connection without waiting for themselves', async () => {
+    store = await openTestStore('sqlite');
+    await insertAccount.run(store.db, 'acc_1', 'One');
+    const seen = await store.db.connection().execute((conn) => accountName.first(conn, 'acc_1'));
+    expect(seen).toEqual({ name: 'One' });
+  });
+});
+
 describe('rows read as arrays and made into objects (PreparedRows)', () => {
   let db: SqliteDatabase.Database | undefined;
   afterEach(() => {
