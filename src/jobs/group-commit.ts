@@ -12,12 +12,14 @@
  * other and risk deadlocks between groups. So on PostgreSQL `run` is a plain transaction.
  */
 import { CompiledQuery } from 'kysely';
+import type SqliteDatabase from 'better-sqlite3';
 import type { Db, Store } from '../store/db.js';
 import type { JobQueue } from './queue.js';
 
-const SAVEPOINT = CompiledQuery.raw('savepoint item');
-const RELEASE = CompiledQuery.raw('release item');
-const ROLLBACK_TO = CompiledQuery.raw('rollback to item');
+const SAVEPOINT = 'savepoint item';
+const RELEASE = 'release item';
+const ROLLBACK_TO = 'rollback to item';
+type Step = typeof SAVEPOINT | typeof RELEASE | typeof ROLLBACK_TO;
 
 /** A group is written at once when it reaches this size, keeping one commit's work and memory small. */
 const MAX_GROUP = 128;
@@ -28,11 +30,14 @@ interface Pending {
   reject(err: unknown): void;
 }
 
+type SqliteStatement = SqliteDatabase.Statement;
+
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 export class GroupCommit {
   readonly #store: Store;
   readonly #queue: JobQueue;
+  readonly #steps: Record<Step, SqliteStatement> | undefined;
   #waiting: Pending[] = [];
   #scheduled = false;
   #committing = false;
@@ -40,6 +45,17 @@ export class GroupCommit {
   constructor(store: Store, queue: JobQueue) {
     this.#store = store;
     this.#queue = queue;
+    // The savepoints run on SQLite's one connection, which the group's transaction holds while they
+    // run: prepared once and run directly, they skip Kysely's executor, several asynchronous hops
+    // for each of the two or three statements every item costs.
+    const sqlite = store.engine === 'sqlite' ? store.sqlite : undefined;
+    this.#steps = sqlite ? { [SAVEPOINT]: sqlite.prepare(SAVEPOINT), [RELEASE]: sqlite.prepare(RELEASE), [ROLLBACK_TO]: sqlite.prepare(ROLLBACK_TO) } : undefined;
+  }
+
+  async #step(trx: Db, step: Step): Promise<void> {
+    const statement = this.#steps?.[step];
+    if (statement !== undefined) statement.run();
+    else await trx.executeQuery(CompiledQuery.raw(step));
   }
 
   /**
@@ -106,14 +122,14 @@ export class GroupCommit {
         // Plain statements on the group's transaction: Kysely's own savepoints make two new
         // transaction objects per item, which measured about 2 % of the gateway's time under load.
         for (const p of group) {
-          await trx.executeQuery(SAVEPOINT);
+          await this.#step(trx, SAVEPOINT);
           try {
             const value = await p.fn(trx);
-            await trx.executeQuery(RELEASE);
+            await this.#step(trx, RELEASE);
             outcomes.push({ ok: true, value });
           } catch (error) {
-            await trx.executeQuery(ROLLBACK_TO);
-            await trx.executeQuery(RELEASE);
+            await this.#step(trx, ROLLBACK_TO);
+            await this.#step(trx, RELEASE);
             outcomes.push({ ok: false, error });
           }
         }
