@@ -42,30 +42,26 @@ interface Template {
   queryId: CompiledQuery['queryId'];
   /** Constants as compiled, markers where an argument goes. */
   parameters: readonly unknown[];
-  /** SQLite: the statement prepared on the store's connection. */
-  statement: PreparedRows | undefined;
-  /** SQLite: whether no one holds the connection. */
-  idle: () => boolean;
-  /** SQLite: called before a read on the free connection (joins the turn's read transaction). */
-  beforeRead: () => void;
-  /** SQLite: the store's own Kysely instance, and how to wait until its connection is free. */
-  root: Db | undefined;
-  released: () => Promise<void>;
+  /** SQLite: the statement prepared on the store's connection, and that store's handle. */
+  direct: { rows: PreparedRows; sqlite: SqliteHandle } | undefined;
 }
 
 interface SqliteHandle {
   handle: SqliteDatabase.Database;
+  /** Whether no one holds the connection. */
   idle: () => boolean;
+  /** Called before a read on the free connection (joins the turn's read transaction). */
   beforeRead: () => void;
+  /** The store's own Kysely instance. */
   root: Db;
+  /** Settles when the connection's current holder lets go of it. */
   released: () => Promise<void>;
 }
 
 // The better-sqlite3 handle behind each SQLite store, by its dialect adapter (see `registerSqlite`).
 const sqliteHandles = new WeakMap<object, SqliteHandle>();
-const never = (): boolean => false;
 const nothing = (): void => undefined;
-const now = (): Promise<void> => Promise.resolve();
+const alreadyFree = (): Promise<void> => Promise.resolve();
 
 export interface SqliteAccess {
   /** Whether no one holds the connection. */
@@ -78,7 +74,7 @@ export interface SqliteAccess {
 
 /** Called by the store that opens a SQLite database: compiled statements may run on it directly. */
 export function registerSqlite(db: Db, handle: SqliteDatabase.Database, access: SqliteAccess): void {
-  sqliteHandles.set(db.getExecutor().adapter, { handle, idle: access.idle, beforeRead: access.beforeRead ?? nothing, root: db, released: access.released ?? now });
+  sqliteHandles.set(db.getExecutor().adapter, { handle, idle: access.idle, beforeRead: access.beforeRead ?? nothing, root: db, released: access.released ?? alreadyFree });
 }
 
 export interface CompiledStatement<A extends unknown[], O> {
@@ -108,7 +104,8 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
       const used = new Set(c.parameters.filter((p): p is Marker => p instanceof Marker).map((p) => p.index));
       if (used.size !== markers.length) throw new Error(`compiled statement uses ${used.size} of its ${markers.length} arguments: ${c.sql}`);
       const sqlite = sqliteHandles.get(adapter);
-      template = { sql: c.sql, query: c.query, queryId: c.queryId, parameters: c.parameters, statement: sqlite ? new PreparedRows(sqlite.handle.prepare(c.sql)) : undefined, idle: sqlite?.idle ?? never, beforeRead: sqlite?.beforeRead ?? nothing, root: sqlite?.root, released: sqlite?.released ?? now };
+      const direct = sqlite ? { rows: new PreparedRows(sqlite.handle.prepare(c.sql)), sqlite } : undefined;
+      template = { sql: c.sql, query: c.query, queryId: c.queryId, parameters: c.parameters, direct };
       templates.set(adapter, template);
     }
     return template;
@@ -116,10 +113,11 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
   const run = (db: Db, args: A): Promise<QueryResult<O>> => {
     const t = templateFor(db);
     const parameters = t.parameters.map((p) => (p instanceof Marker ? args[p.index] : p));
-    const prepared = t.statement;
-    if (prepared !== undefined && (db.isTransaction || (prepared.statement.readonly && t.idle()))) {
+    const direct = t.direct;
+    if (direct !== undefined && (db.isTransaction || (direct.rows.statement.readonly && direct.sqlite.idle()))) {
+      const prepared = direct.rows;
       try {
-        if (!db.isTransaction) t.beforeRead();
+        if (!db.isTransaction) direct.sqlite.beforeRead();
         if (prepared.statement.reader) return Promise.resolve({ rows: prepared.all(parameters) as O[] });
         const { changes, lastInsertRowid } = prepared.statement.run(parameters);
         return Promise.resolve({ rows: [], numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid) });
@@ -131,7 +129,7 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
     // be free and reading then is what Kysely's executor would do, without its hops per statement
     // and without waiting, as a holder's release does, for the holder's commit to reach the disk.
     // (A Kysely bound to one connection, `db.connection()`, is not the root: it runs through Kysely.)
-    if (prepared !== undefined && prepared.statement.readonly && db === t.root) return t.released().then(() => run(db, args));
+    if (direct !== undefined && direct.rows.statement.readonly && db === direct.sqlite.root) return direct.sqlite.released().then(() => run(db, args));
     return db.executeQuery<O>({ sql: t.sql, query: t.query, queryId: t.queryId, parameters });
   };
   return {
