@@ -24,6 +24,7 @@ import type { JobHandler } from './jobs/runner.js';
 import { UrlGuard } from './net/url-guard.js';
 import type { PipelineContext } from './pipeline/context.js';
 import { checkSender } from './pipeline/senders.js';
+import { purgeExpired } from './pipeline/housekeeping.js';
 import { registerIngress } from './pipeline/ingress.js';
 import { inboundJobHandlers } from './pipeline/inbound.js';
 import { outboundJobHandlers } from './pipeline/outbound.js';
@@ -65,6 +66,9 @@ export interface Gateway {
 }
 
 export const VERSION = '0.1.0';
+
+const HOUSEKEEPING_INTERVAL_MS = 10 * 60_000;
+const HOUSEKEEPING_FIRST_RUN_MS = 30_000;
 
 // PostgreSQL's default max_connections is 100; several gateway processes must fit under it.
 const MAX_POOL = 40;
@@ -196,6 +200,19 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     });
   };
 
+  // Expired idempotency keys and login states go every ten minutes, and once soon after a start.
+  let housekeepingTimer: NodeJS.Timeout | undefined;
+  let firstHousekeeping: NodeJS.Timeout | undefined;
+  let housekeeping: Promise<void> | undefined;
+  const runHousekeeping = () => {
+    housekeeping ??= purgeExpired(store.db, now())
+      .then((removed) => {
+        if (removed.idempotency_keys + removed.oauth_states > 0) logger.info({ removed }, 'expired records removed');
+      })
+      .catch((err: unknown) => logger.error({ err }, 'housekeeping failed; the next run will try again'))
+      .finally(() => (housekeeping = undefined));
+  };
+
   let closed = false;
   return {
     app: base,
@@ -210,6 +227,10 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         scheduleChecks().catch((err: unknown) => logger.error({ err }, 'scheduling sender checks failed'));
       }, Math.max(1000, Math.floor(config.senderCheckIntervalMs / 10)));
       checkTimer.unref();
+      firstHousekeeping = setTimeout(runHousekeeping, HOUSEKEEPING_FIRST_RUN_MS);
+      firstHousekeeping.unref();
+      housekeepingTimer = setInterval(runHousekeeping, HOUSEKEEPING_INTERVAL_MS);
+      housekeepingTimer.unref();
       const bound = url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '127.0.0.1');
       if (!config.publicUrlSet) ctx.publicUrl = bound;
       return bound;
@@ -218,6 +239,8 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       if (closed) return;
       closed = true;
       if (checkTimer) clearInterval(checkTimer);
+      if (housekeepingTimer) clearInterval(housekeepingTimer);
+      if (firstHousekeeping) clearTimeout(firstHousekeeping);
       // A step that takes long says so, so a stuck shutdown names its culprit in the logs.
       const step = async (what: string, run: () => Promise<unknown>) => {
         const slow = setTimeout(() => logger.warn({ step: what }, 'shutdown step is slow'), 5_000);
@@ -229,6 +252,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       };
       await step('http', () => app.close());
       await step('jobs', () => runner.stop());
+      await step('housekeeping', async () => housekeeping);
       await step('checkpointer', async () => checkpointer?.stop());
       await step('graph', () => graph.close());
       if (ownsStore) await step('store', () => store.close());

@@ -16,6 +16,7 @@ import * as m002 from './migrations/002_jobs.js';
 import * as m003 from './migrations/003_delivery.js';
 import * as m004 from './migrations/004_hot_paths.js';
 import * as m005 from './migrations/005_event_indexes.js';
+import * as m006 from './migrations/006_expiry_indexes.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -148,6 +149,7 @@ function migrations(engine: Engine): Record<string, Migration> {
     '003_delivery': { up: (db) => m003.up(db, engine) },
     '004_hot_paths': { up: (db) => m004.up(db, engine) },
     '005_event_indexes': { up: (db) => m005.up(db) },
+    '006_expiry_indexes': { up: (db) => m006.up(db) },
   };
 }
 

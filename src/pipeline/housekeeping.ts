@@ -1,0 +1,52 @@
+/**
+ * Housekeeping: rows that only matter for a while are removed once they expire.
+ * - Idempotency-Key records after 24 hours (the API's contract, `idempotency.ts`): without this the
+ *   table keeps every key and its full response for ever.
+ * - Facebook Login states of flows never finished, once past their `expires_at`.
+ *
+ * Each table is purged oldest first in batches of `batchSize` rows, with a turn of the event loop
+ * between batches, so a large backlog (after a long downtime) never holds the loop on SQLite or a
+ * long lock on PostgreSQL; one run removes at most `maxBatches` batches and the next run goes on.
+ * Every gateway process runs it on a timer (`server.ts`); two processes purging at once delete
+ * the same expired rows, which is harmless.
+ */
+import type { Db } from '../store/db.js';
+import { purgeIdempotencyRecords } from '../store/idempotency.js';
+import { purgeExpiredOauthStates } from '../store/oauth-states.js';
+import { IDEMPOTENCY_TTL_MS } from './idempotency.js';
+
+export interface HousekeepingOptions {
+  batchSize?: number;
+  maxBatches?: number;
+}
+
+export interface HousekeepingResult {
+  idempotency_keys: number;
+  oauth_states: number;
+}
+
+const DEFAULT_BATCH_SIZE = 500;
+const DEFAULT_MAX_BATCHES = 200;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+async function inBatches(purge: (limit: number) => Promise<number>, batchSize: number, maxBatches: number): Promise<number> {
+  let removed = 0;
+  for (let batch = 0; batch < maxBatches; batch++) {
+    const n = await purge(batchSize);
+    removed += n;
+    if (n < batchSize) break;
+    await nextTurn();
+  }
+  return removed;
+}
+
+/** Removes what has expired by `now`; returns how many rows of each kind went. */
+export async function purgeExpired(db: Db, now: number, options: HousekeepingOptions = {}): Promise<HousekeepingResult> {
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const maxBatches = options.maxBatches ?? DEFAULT_MAX_BATCHES;
+  return {
+    idempotency_keys: await inBatches((limit) => purgeIdempotencyRecords(db, now - IDEMPOTENCY_TTL_MS, limit), batchSize, maxBatches),
+    oauth_states: await inBatches((limit) => purgeExpiredOauthStates(db, now, limit), batchSize, maxBatches),
+  };
+}
