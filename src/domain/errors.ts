@@ -217,7 +217,7 @@ export const ERROR_CATALOGUE = {
     status: 422,
     message: 'Sending from this sender is paused.',
     retryable: false,
-    action: 'Meta blocked the Page for a policy violation, or an operator paused it; resume it when that is resolved.',
+    action: 'Meta blocked the Page for a policy violation, or an operator paused it; when that is resolved, resume it with PATCH /v1/senders/{id} {"settings": {"paused": false}}.',
   },
 
   // --- Sending: content ----------------------------------------------------------------------
@@ -335,7 +335,7 @@ export const ERROR_CATALOGUE = {
     status: 422,
     message: 'Meta temporarily blocked the Page from sending for a policy violation.',
     retryable: false,
-    action: 'Resolve it in the Page Quality tab; the sender is paused meanwhile.',
+    action: 'Resolve it in the Page Quality tab; the sender is paused (SENDER_PAUSED) until you resume it with PATCH /v1/senders/{id} {"settings": {"paused": false}}.',
   },
   META_MARKETING_LIMIT: {
     status: 422,

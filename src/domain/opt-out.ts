@@ -75,7 +75,15 @@ function isLanguage(value: string): value is KeywordLanguage {
   return Object.prototype.hasOwnProperty.call(DEFAULT_KEYWORDS, value);
 }
 
-/** The normalised stop and start sets for a sender's settings. Unknown languages are ignored. */
+/** Whether a language tag (`es`, `pt-BR`, `fr_CA`) names a language with default words. */
+export function isKeywordLanguage(tag: string): boolean {
+  return /^[A-Za-z]{2}(?:[-_][A-Za-z0-9]{2,8})?$/.test(tag) && isLanguage(tag.toLowerCase().slice(0, 2));
+}
+
+/**
+ * The normalised stop and start sets for a sender's settings. Unknown languages are ignored here
+ * (the API refuses them when the settings are changed).
+ */
 export function keywordSets(options: KeywordOptions): { stop: Set<string>; start: Set<string> } {
   const stop = new Set<string>();
   const start = new Set<string>();

@@ -42,7 +42,7 @@ import { echoMetadata, nextPartIndex, parseSendState, serializeSendState } from 
 import type { SendPart, SendState } from './outbound-state.js';
 import type { SenderPacer } from './pacing.js';
 import { paceClassOf, pacingLimits } from './pacing.js';
-import { setSenderHealth } from './senders.js';
+import { pauseSender, setSenderHealth } from './senders.js';
 
 export const SEND_JOB = 'send';
 
@@ -189,7 +189,9 @@ function effectsOf(run: SendRun, cls: MetaErrorClass, err: unknown): (trx: Db) =
     } else if (cls.senderEffect === 'degraded') {
       await setSenderHealth(ctx, sender, 'degraded', `Meta refused a send for a missing permission: ${said}`, trx);
     } else if (cls.senderEffect === 'paused') {
-      await setSenderHealth(ctx, sender, 'degraded', `Meta blocked the Page from sending for policy violations: ${said}`, trx);
+      const reason = `Meta blocked the Page from sending for policy violations: ${said}`;
+      await setSenderHealth(ctx, sender, 'degraded', reason, trx);
+      if (await pauseSender(trx, sender.id, reason, ctx.now())) ctx.logger.warn({ account: sender.account_id, sender: sender.id }, 'sender paused after a policy block from Meta');
     }
     // Blocked or unavailable, Meta will not deliver until the person writes again (which lifts the
     // mark): later sends are refused before they leave instead of failing at Meta one by one.

@@ -160,6 +160,29 @@ export async function setSenderHealth(ctx: PipelineContext, sender: SenderRow, h
   return changed;
 }
 
+/**
+ * Pauses sending from a sender (Meta blocked its Page for a policy violation, code 368): the send
+ * policy refuses with `SENDER_PAUSED` until someone resumes it with `PATCH /v1/senders/{id}`
+ * `{"settings": {"paused": false}}`. Meta lifts such a block after a time it does not announce, and
+ * every send meanwhile would fail at Meta and count against the Page, so a person decides. Inbound
+ * keeps flowing. Runs in the caller's transaction; returns whether the sender was not paused before.
+ */
+export async function pauseSender(db: Db, senderId: string, reason: string, now: number): Promise<boolean> {
+  const row = await db.selectFrom('senders').select('settings').where('id', '=', senderId).executeTakeFirst();
+  if (!row) return false;
+  let settings: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(row.settings);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) settings = parsed as Record<string, unknown>;
+  } catch {
+    // An unreadable settings value is replaced by one that says paused.
+  }
+  if (settings['paused'] === true) return false;
+  const next = { ...settings, paused: true, paused_reason: reason, paused_at: new Date(now).toISOString() };
+  await db.updateTable('senders').set({ settings: JSON.stringify(next), updated_at: now }).where('id', '=', senderId).execute();
+  return true;
+}
+
 /** Disconnect: unsubscribe at Meta (best effort: the token may already be dead) and stop routing. */
 export async function disconnectSender(ctx: PipelineContext, accountId: string, senderId: string): Promise<SenderRow> {
   const sender = await getSender(ctx.store.db, accountId, senderId);

@@ -43,4 +43,34 @@ describe('opt-out by keyword', () => {
     const after = await s.emu<{ messages: { from: string; text?: string }[] }>('GET', `/_emulator/pages/${page.id}/threads/${psid}`);
     expect(after.body.messages.filter((m) => m.text?.startsWith('You will get no more messages'))).toHaveLength(1);
   });
+
+  it('refuse languages without default words, merge opt-out changes, and honour enabled: false', async () => {
+    const { page, sender } = await s.connectPage({ name: 'Settings shop' });
+    const patch = (settings: Record<string, unknown>) => s.api<{ settings: { opt_out?: Record<string, unknown> }; error?: { code: string; message: string; details: { field?: string } } }>('PATCH', `/v1/senders/${sender.id}`, { settings });
+
+    const unknown = await patch({ opt_out: { languages: ['es', 'ja'] } });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error?.code).toBe('VALIDATION_FAILED');
+    expect(unknown.body.error?.details.field).toBe('body.settings.opt_out.languages');
+    expect(unknown.body.error?.message).toContain('ja');
+
+    expect((await patch({ opt_out: { languages: ['es', 'pt-BR'] } })).status).toBe(200);
+    const merged = await patch({ opt_out: { stop_words: ['BASTA YA'] } });
+    expect(merged.status).toBe(200);
+    expect(merged.body.settings.opt_out).toEqual({ languages: ['es', 'pt-BR'], stop_words: ['BASTA YA'] });
+
+    const off = await patch({ opt_out: { enabled: false } });
+    expect(off.status).toBe(200);
+    expect(off.body.settings.opt_out).toMatchObject({ enabled: false, languages: ['es', 'pt-BR'] });
+    const user = (await s.emu<{ id: string }>('POST', '/_emulator/users', { first_name: 'Noor' })).body;
+    await s.emu('POST', `/_emulator/pages/${page.id}/inbound`, { user: user.id, text: 'BASTA YA' });
+    const contact = await eventually(async () => {
+      const list = await s.api<{ data: { id: string }[] }>('GET', `/v1/contacts?sender_id=${sender.id}`);
+      const id = list.body.data[0]?.id;
+      if (!id) return undefined;
+      const msgs = await s.api<{ data: unknown[] }>('GET', `/v1/messages?contact_id=${id}`);
+      return msgs.body.data.length > 0 ? (await s.api<{ opted_out: boolean }>('GET', `/v1/contacts/${id}`)).body : undefined;
+    }, 15_000, 'the stop word stored as a message');
+    expect(contact.opted_out).toBe(false);
+  });
 });

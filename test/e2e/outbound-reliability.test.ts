@@ -103,6 +103,36 @@ describeEachEngine('sending through failures', (engine) => {
     expect(pageTexts(await world.thread(customer.psid))).toEqual(['the next one']);
   });
 
+  it('pauses a sender Meta blocked for a policy violation (368): later sends are refused until it is resumed', async () => {
+    // A Page of its own: the pause must not hold up the other tests' sender.
+    const other = await world.connectPage('Policy blocked Page');
+    const customer = await world.customer('hello blocked page', { pageId: other.pageId, senderId: other.senderId });
+    const send = (text: string) => world.api<Accepted & Partial<ErrorBody>>('POST', '/messages', { sender_id: other.senderId, to: { psid: customer.psid }, text });
+    const blocked = await world.control('POST', '/_emulator/faults', { page: other.pageId, path: '/messages', kind: 'graph_error', code: 368, message: 'Temporarily blocked for policies violations', count: 1 });
+    expect(blocked.status).toBeLessThan(300);
+
+    const first = await send('this one meets the block');
+    expect(first.status).toBe(202);
+    const failed = await world.waitForStatus(first.body.id, 'failed', 30_000);
+    expect((failed['error'] as { code: string }).code).toBe('META_POLICY_BLOCK');
+    const sender = await world.api<{ health: string; settings: Record<string, unknown> }>('GET', `/senders/${other.senderId}`);
+    expect(sender.body.health).toBe('degraded');
+    expect(sender.body.settings).toMatchObject({ paused: true, paused_reason: expect.stringContaining('policy') });
+
+    const refused = await send('refused while paused');
+    expect(refused.status).toBe(422);
+    expect(refused.body.error?.code).toBe('SENDER_PAUSED');
+
+    const resumed = await world.api<{ settings: Record<string, unknown> }>('PATCH', `/senders/${other.senderId}`, { settings: { paused: false } });
+    expect(resumed.status).toBe(200);
+    expect(resumed.body.settings['paused']).toBe(false);
+    expect(resumed.body.settings).not.toHaveProperty('paused_reason');
+    const again = await send('sent after resuming');
+    expect(again.status).toBe(202);
+    await world.waitForSent(again.body.id, 30_000);
+    expect(pageTexts(await world.thread(customer.psid, other.pageId))).toEqual(['sent after resuming']);
+  });
+
   it('sends once for the same Idempotency-Key and refuses the key with another body', async () => {
     const customer = await world.customer('idempotent');
     const key = `key-${customer.psid}`;

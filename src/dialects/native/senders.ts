@@ -3,9 +3,11 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GatewayError } from '../../domain/errors.js';
+import { KEYWORD_LANGUAGES, isKeywordLanguage } from '../../domain/opt-out.js';
 import type { PipelineContext } from '../../pipeline/context.js';
 import { checkSender, connectSender, disconnectSender, presentSender, reconnectSender } from '../../pipeline/senders.js';
 import { syncSenderEndpoints } from '../../pipeline/events.js';
+import { senderSettings } from '../../pipeline/outbound-policy.js';
 import { getSender, listSenders } from '../../store/senders.js';
 import { listUnroutable } from '../../store/unroutable.js';
 import type { SenderRow, SenderUpdate } from '../../store/schema.js';
@@ -45,6 +47,7 @@ export const SenderSchema = Type.Object(
 
 const OptOutSettings = Type.Object(
   {
+    enabled: Type.Optional(Type.Boolean({ description: 'false turns stop and start words off for this sender' })),
     languages: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 8 }), { maxItems: 20 })),
     stop_words: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 40 }), { maxItems: 50 })),
     start_words: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 40 }), { maxItems: 50 })),
@@ -67,7 +70,15 @@ const SenderPatch = Type.Object(
     status_method: Type.Optional(Method),
     format: Type.Optional(Format),
     human_agent: Type.Optional(Type.Boolean()),
-    settings: Type.Optional(Type.Object({ opt_out: Type.Optional(OptOutSettings) }, { additionalProperties: true })),
+    settings: Type.Optional(
+      Type.Object(
+        {
+          opt_out: Type.Optional(OptOutSettings),
+          paused: Type.Optional(Type.Boolean({ description: 'true stops sending from this sender (SENDER_PAUSED); false resumes it after a policy block from Meta' })),
+        },
+        { additionalProperties: true },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -82,6 +93,37 @@ interface OfferedPage {
   name: string | null;
   token_enc: string;
   instagram: { id: string; username: string | null } | null;
+}
+
+/**
+ * A settings patch over the stored settings: keys given replace theirs, and `opt_out` merges one
+ * level deeper (changing its words keeps its languages). Opt-out languages must be ones the gateway
+ * has default words for: an unknown one would silently leave customers with no stop word. Resuming
+ * (`paused: false`) drops the reason a pause was recorded with; pausing records who did it.
+ */
+function mergeSettings(current: Record<string, unknown>, patch: Record<string, unknown>, now: number): Record<string, unknown> {
+  const next: Record<string, unknown> = { ...current, ...patch };
+  const optOut = patch['opt_out'] as Record<string, unknown> | undefined;
+  if (optOut !== undefined) {
+    const before = current['opt_out'];
+    next['opt_out'] = { ...(typeof before === 'object' && before !== null && !Array.isArray(before) ? before : {}), ...optOut };
+    const languages = optOut['languages'] as string[] | undefined;
+    const unknown = (languages ?? []).filter((l) => !isKeywordLanguage(l));
+    if (unknown.length > 0) {
+      throw new GatewayError('VALIDATION_FAILED', {
+        reason: `body.settings.opt_out.languages: no default stop words for ${unknown.join(', ')}; supported are ${KEYWORD_LANGUAGES.join(', ')} (add your own words with stop_words and start_words)`,
+        field: 'body.settings.opt_out.languages',
+      });
+    }
+  }
+  if (patch['paused'] === false && current['paused'] === true) {
+    delete next['paused_reason'];
+    delete next['paused_at'];
+  } else if (patch['paused'] === true && current['paused'] !== true) {
+    next['paused_reason'] = 'paused through the API';
+    next['paused_at'] = new Date(now).toISOString();
+  }
+  return next;
 }
 
 async function requireSender(ctx: PipelineContext, accountId: string, id: string): Promise<SenderRow> {
@@ -155,10 +197,7 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
         if (b.status_method !== undefined) changes.status_method = b.status_method;
         if (b.format !== undefined) changes.format = b.format;
         if (b.human_agent !== undefined) changes.human_agent = b.human_agent ? 1 : 0;
-        if (b.settings !== undefined) {
-          const current = JSON.parse(sender.settings) as Record<string, unknown>;
-          changes.settings = JSON.stringify({ ...current, ...b.settings });
-        }
+        if (b.settings !== undefined) changes.settings = JSON.stringify(mergeSettings(senderSettings(sender), b.settings, ctx.now()));
         await ctx.queue.transaction(async (trx) => {
           await trx.updateTable('senders').set(changes).where('account_id', '=', req.account.id).where('id', '=', sender.id).execute();
           const updated = await trx.selectFrom('senders').selectAll().where('id', '=', sender.id).executeTakeFirstOrThrow();
