@@ -417,6 +417,34 @@ function normalizeTemplate(value: unknown): Template {
   throw templateInvalid('template.type', 'must be button, generic, media or receipt');
 }
 
+/** Instagram's Send API takes these templates; Messenger takes every kind. */
+export const INSTAGRAM_TEMPLATE_TYPES: readonly string[] = ['button', 'generic'];
+
+function checkTemplateChannel(field: string, type: string, channel: Channel): void {
+  if (channel === 'instagram' && !INSTAGRAM_TEMPLATE_TYPES.includes(type)) {
+    throw templateInvalid(field, `Instagram takes ${INSTAGRAM_TEMPLATE_TYPES.join(' and ')} templates only, not ${type}`);
+  }
+}
+
+/**
+ * A raw `message` goes to Meta as it is, but the limits Meta would refuse it for are checked first,
+ * with the same codes as the gateway's own fields: its text, quick replies and, on
+ * Instagram, its template type. Anything else in it is Meta's to judge.
+ */
+function checkRawMessage(message: Record<string, unknown>, channel: Channel): void {
+  const text = message['text'];
+  if (typeof text === 'string') checkText('message.text', text, channel);
+  const quickReplies = message['quick_replies'];
+  if (Array.isArray(quickReplies) && quickReplies.length > MAX_QUICK_REPLIES) {
+    throw new GatewayError('TOO_MANY_QUICK_REPLIES', { field: 'message.quick_replies', limit: MAX_QUICK_REPLIES, length: quickReplies.length });
+  }
+  const attachment = message['attachment'];
+  if (isObject(attachment) && attachment['type'] === 'template' && isObject(attachment['payload'])) {
+    const type = attachment['payload']['template_type'];
+    if (typeof type === 'string') checkTemplateChannel('message.attachment.payload.template_type', type, channel);
+  }
+}
+
 /**
  * Validates a native send body's content and returns the canonical content to store.
  * Throws a GatewayError (`CONTENT_EMPTY`, `CONTENT_TOO_LONG`, `CONTENT_INVALID`,
@@ -435,6 +463,7 @@ export function normalizeOutboundContent(input: OutboundContentInput, options: C
     if (others.length > 0) {
       throw invalid('message', `a raw message cannot be combined with ${others.join(', ')}`);
     }
+    checkRawMessage(input.message, options.channel);
     content.message = input.message as JsonObject;
   }
 
@@ -458,6 +487,7 @@ export function normalizeOutboundContent(input: OutboundContentInput, options: C
 
   if (input.template !== undefined && input.template !== null) {
     content.template = normalizeTemplate(input.template);
+    checkTemplateChannel('template.type', content.template.type, options.channel);
   }
 
   if (content.text === undefined && content.attachments === undefined && content.template === undefined && content.message === undefined) {

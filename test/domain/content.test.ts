@@ -231,3 +231,31 @@ describe('metadata and reply_to', () => {
     expect(normalize({ text: 'yes', reply_to: 'm_2' }).reply_to).toEqual({ mid: 'm_2' });
   });
 });
+
+describe('raw messages and Instagram templates', () => {
+  it('checks a raw message against the same limits as the fields: text, quick replies', () => {
+    expect(normalize({ message: { text: 'a'.repeat(1999) } }).message).toEqual({ text: 'a'.repeat(1999) });
+    const long = errorOf(() => normalize({ message: { text: 'a'.repeat(20_001) } }));
+    expect(long.code).toBe('CONTENT_TOO_LONG');
+    expect(long.details).toMatchObject({ field: 'message.text', limit: 1999 });
+    const bytes = errorOf(() => normalize({ message: { text: 'é'.repeat(501) } }, instagram));
+    expect(bytes.code).toBe('CONTENT_TOO_LONG');
+    expect(bytes.details).toMatchObject({ field: 'message.text', unit: 'bytes' });
+    const many = errorOf(() => normalize({ message: { text: 'pick', quick_replies: Array.from({ length: 14 }, (_, i) => ({ content_type: 'text', title: `t${i}`, payload: `p${i}` })) } }));
+    expect(many.code).toBe('TOO_MANY_QUICK_REPLIES');
+    expect(many.details).toMatchObject({ field: 'message.quick_replies', limit: 13, length: 14 });
+  });
+
+  it('refuses media and receipt templates for Instagram, as fields and inside a raw message, and keeps button and generic', () => {
+    const media = { type: 'media', elements: [{ media_type: 'image', url: 'https://example.com/a.jpg' }] };
+    expect(normalize({ template: media }).template?.type).toBe('media');
+    const refused = errorOf(() => normalize({ template: media }, instagram));
+    expect(refused.code).toBe('TEMPLATE_INVALID');
+    expect(refused.details).toMatchObject({ field: 'template.type' });
+    expect(normalize({ template: { type: 'button', text: 'Choose', buttons: [{ type: 'postback', title: 'A', payload: 'A' }] } }, instagram).template?.type).toBe('button');
+    const raw = errorOf(() => normalize({ message: { attachment: { type: 'template', payload: { template_type: 'receipt', recipient_name: 'x' } } } }, instagram));
+    expect(raw.code).toBe('TEMPLATE_INVALID');
+    expect(raw.details).toMatchObject({ field: 'message.attachment.payload.template_type' });
+    expect(normalize({ message: { attachment: { type: 'template', payload: { template_type: 'generic', elements: [{ title: 'x' }] } } } }, instagram).message).toBeDefined();
+  });
+});

@@ -105,6 +105,20 @@ describeEachEngine('sending a reply', (engine) => {
     expect(meta.status).toBe(422);
     expect(meta.body.error.code).toBe('CONTENT_TOO_LONG');
     expect(meta.body.error.details['field']).toBe('metadata');
+    // Far over a limit is the same refusal as just over it, not a schema error.
+    const far = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, text: 'x'.repeat(20_001), metadata: 'ok' });
+    expect(far.status).toBe(422);
+    expect(far.body.error.code).toBe('CONTENT_TOO_LONG');
+    const farMeta = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, text: 'ok', metadata: 'm'.repeat(1001) });
+    expect(farMeta.status).toBe(422);
+    expect(farMeta.body.error.details['field']).toBe('metadata');
+    const replies = Array.from({ length: 51 }, (_, i) => ({ content_type: 'text', title: `t${i}`, payload: `p${i}` }));
+    const farReplies = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, text: 'pick', quick_replies: replies });
+    expect(farReplies.status).toBe(422);
+    expect(farReplies.body.error.code).toBe('TOO_MANY_QUICK_REPLIES');
+    const rawLong = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, message: { text: 'x'.repeat(2500) } });
+    expect(rawLong.status).toBe(422);
+    expect(rawLong.body.error.details['field']).toBe('message.text');
     const empty = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid } });
     expect(empty.status).toBe(422);
     expect(empty.body.error.code).toBe('CONTENT_EMPTY');

@@ -44,16 +44,18 @@ const SendBody = Type.Object(
   {
     sender_id: Type.String({ minLength: 1, maxLength: 64 }),
     to: Recipient,
-    text: Type.Optional(Type.String({ maxLength: 20_000, description: 'Messenger: fewer than 2000 characters; Instagram: at most 1000 bytes.' })),
-    attachments: Type.Optional(Type.Array(Attachment, { maxItems: 50 })),
-    quick_replies: Type.Optional(Type.Array(Type.Record(Type.String(), Type.Unknown()), { maxItems: 50, description: 'Up to 13: {content_type?, title, payload, image_url?}.' })),
+    // No schema maximum on text, metadata or the lists: the content checks refuse what is over Meta's
+    // limits with CONTENT_TOO_LONG or TOO_MANY_QUICK_REPLIES (422) however far over, and the body limit bounds them.
+    text: Type.Optional(Type.String({ description: 'Messenger: fewer than 2000 characters; Instagram: at most 1000 bytes (CONTENT_TOO_LONG beyond).' })),
+    attachments: Type.Optional(Type.Array(Attachment, { description: 'Up to 10, each its own Send API call.' })),
+    quick_replies: Type.Optional(Type.Array(Type.Record(Type.String(), Type.Unknown()), { description: 'Up to 13 (TOO_MANY_QUICK_REPLIES beyond): {content_type?, title, payload, image_url?}.' })),
     template: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'A button, generic, media or receipt template: {type, …} (Meta field names).' })),
     message: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'A Meta `message` object sent as it is (its own metadata travels inside the gateway’s).' })),
     messaging_type: Type.Optional(Literals(MESSAGING_TYPES, 'RESPONSE unless told; MESSAGE_TAG with a tag.')),
     tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'A Meta message tag (HUMAN_AGENT where the sender allows it).' })),
     notification_type: Type.Optional(Literals(NOTIFICATION_TYPES)),
     reply_to: Type.Optional(Type.Union([Type.Object({ mid: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false }), Type.String({ minLength: 1, maxLength: 256 })])),
-    metadata: Type.Optional(Type.String({ maxLength: 1000, description: 'Returned in echo events; wrapped with the message id, so a little under 1000 characters.' })),
+    metadata: Type.Optional(Type.String({ description: 'Returned in echo events; at most 999 characters (CONTENT_TOO_LONG beyond).' })),
     client_ref: Type.Optional(Type.String({ maxLength: 255, description: 'Your reference, stored and shown on the message.' })),
     status_callback: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: 'Receives every message.status event of this message.' })),
   },
