@@ -245,6 +245,25 @@ export class JobQueue {
     return rows.map((r) => ({ kind: r.kind, state: r.state as JobState, count: Number(r.count) }));
   }
 
+  /**
+   * Whether jobs of this kind created before `createdBefore` still wait to run or are running
+   * (those waiting for a later retry too): work received that long ago is not done yet.
+   */
+  async hasLiveJobs(kind: string, createdBefore: number): Promise<boolean> {
+    for (const state of ['pending', 'running'] as const) {
+      const row = await this.store.db
+        .selectFrom('jobs')
+        .select('id')
+        .where('state', '=', state)
+        .where('kind', '=', kind)
+        .where('created_at', '<', createdBefore)
+        .limit(1)
+        .executeTakeFirst();
+      if (row !== undefined) return true;
+    }
+    return false;
+  }
+
   /** Deletes done jobs (kept only when a runner has `keepDoneMs`) older than this; returns how many. */
   async purgeDone(olderThanMs: number): Promise<number> {
     const result = await this.store.db

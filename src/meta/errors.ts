@@ -149,8 +149,13 @@ export function classifyMetaError(err: { code: number | null; subcode: number | 
   if (status === 429) {
     return { ...base, gatewayCode: 'META_RATE_LIMITED', retryable: true, senderEffect: 'rate_limited', backoff: 'rate_limit', reconcile: false, why: 'HTTP 429 from the Graph API' };
   }
+  if (status >= 500 && err.code === null) {
+    // No Graph error body: a proxy or load balancer in front of Meta answered (502, 504), and the
+    // request may have reached Meta and gone out. Look for its echo before sending it again.
+    return { ...base, gatewayCode: 'META_TEMPORARY', retryable: true, backoff: 'transient', reconcile: true, why: `HTTP ${status} from the Graph API without an error body: the send may have gone out` };
+  }
   if (status >= 500) {
-    // A 5xx is Meta failing, not refusing: retry with backoff like its transient codes.
+    // A 5xx with Meta's error body is Meta failing, not refusing: retry with backoff like its transient codes.
     return { ...base, gatewayCode: 'META_TEMPORARY', retryable: true, backoff: 'transient', reconcile: false, why: `HTTP ${status} from the Graph API` };
   }
   return { ...base, gatewayCode: 'META_UNKNOWN', retryable: false, reconcile: false, why: 'an error code the table does not know' };

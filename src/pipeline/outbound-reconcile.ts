@@ -4,7 +4,8 @@
  * echo carries the gateway's metadata (`{"sb": <message id>, …}`), and the inbound pipeline notes
  * the echo on the message (`applyOutboundEcho`, or the mid and status when it matches by metadata).
  * So the send job waits a bounded time for that echo, checking again every few seconds, and only
- * sends again when none came. A recipient known only by a checkbox `user_ref` gets no echo at all:
+ * sends again when none came, and not while webhooks it already received wait to be processed (the
+ * echo may be one of them). A recipient known only by a checkbox `user_ref` gets no echo at all:
  * there the message fails as uncertain rather than risk a second copy.
  */
 import { GatewayError } from '../domain/errors.js';
@@ -20,6 +21,11 @@ export interface ReconcileOptions {
   reconcilePollMs: number;
   /** Lost answers a message may have before it fails instead of being sent again. */
   maxLostAnswers: number;
+  /**
+   * How much longer than `reconcileWaitMs` to wait while webhooks the gateway has received are
+   * still waiting to be processed (the echo may be among them).
+   */
+  backlogWaitMs: number;
 }
 
 /**
@@ -31,6 +37,11 @@ export const DEFAULT_RECONCILE_WAIT_MS = 30_000;
 export const DEFAULT_RECONCILE_POLL_MS = 2_000;
 /** Three lost answers for one message means Meta is not answering; stop before the customer gets copies. */
 export const DEFAULT_MAX_LOST_ANSWERS = 3;
+/**
+ * An inbound backlog (a burst, a restart after downtime) can hold the echo for minutes; ten more
+ * minutes cover that, while an inbound job stuck on a bad batch does not hold a send for ever.
+ */
+export const DEFAULT_BACKLOG_WAIT_MS = 10 * 60_000;
 
 export type ReconcileOutcome =
   /** The part went out: its echo was seen (`mid` when known). */
@@ -97,4 +108,26 @@ export function reconcileUncertain(message: MessageRow, state: SendState, contac
     };
   }
   return { kind: 'resend' };
+}
+
+/**
+ * The decision after the echo's wait, once more: while webhooks the gateway received more than a
+ * poll ago are not yet processed (`inboundBacklog`; the ones just received are normal traffic, done
+ * in milliseconds), the echo may be among them, so a resend or a give-up waits (up to
+ * `backlogWaitMs` more) instead of risking a second copy. The backlog is only asked for
+ * (`inboundBacklog` is called) when the decision would otherwise be final.
+ */
+export async function awaitInboundBacklog(
+  outcome: ReconcileOutcome,
+  state: SendState,
+  contact: ContactRow,
+  queueNow: number,
+  options: ReconcileOptions,
+  inboundBacklog: () => Promise<boolean>,
+): Promise<ReconcileOutcome> {
+  if (outcome.kind !== 'resend' && outcome.kind !== 'give_up') return outcome;
+  const since = state.uncertain?.since;
+  if (since === undefined || !echoExpected(contact)) return outcome;
+  if (queueNow - since >= options.reconcileWaitMs + options.backlogWaitMs) return outcome;
+  return (await inboundBacklog()) ? { kind: 'wait', retryAt: queueNow + options.reconcilePollMs } : outcome;
 }

@@ -35,7 +35,8 @@ import { parseContent } from './inbound-resources.js';
 import { advanceStatus, failureFromError } from './message-status.js';
 import { groupCommitFor } from '../jobs/group-commit.js';
 import { policyFor } from './outbound-policy.js';
-import { DEFAULT_MAX_LOST_ANSWERS, DEFAULT_RECONCILE_POLL_MS, DEFAULT_RECONCILE_WAIT_MS, reconcileUncertain, echoExpected } from './outbound-reconcile.js';
+import { DEFAULT_BACKLOG_WAIT_MS, DEFAULT_MAX_LOST_ANSWERS, DEFAULT_RECONCILE_POLL_MS, DEFAULT_RECONCILE_WAIT_MS, awaitInboundBacklog, reconcileUncertain, echoExpected } from './outbound-reconcile.js';
+import { INBOUND_BATCH_JOB } from './ingress-batch.js';
 import type { ReconcileOptions } from './outbound-reconcile.js';
 import { resolveMediaForSender } from './outbound-media.js';
 import { echoMetadata, nextPartIndex, parseSendState, serializeSendState } from './outbound-state.js';
@@ -66,6 +67,7 @@ export const DEFAULT_SEND_OPTIONS: Omit<SendJobOptions, 'pacer'> = {
   maxRateLimitedMs: DEFAULT_MAX_RATE_LIMITED_MS,
   reconcileWaitMs: DEFAULT_RECONCILE_WAIT_MS,
   reconcilePollMs: DEFAULT_RECONCILE_POLL_MS,
+  backlogWaitMs: DEFAULT_BACKLOG_WAIT_MS,
   maxLostAnswers: DEFAULT_MAX_LOST_ANSWERS,
 };
 
@@ -220,7 +222,7 @@ async function handleFailure(run: SendRun, err: unknown, phase: 'upload' | 'send
       return;
     }
     state.lost = (state.lost ?? 0) + 1;
-    state.uncertain = { part: partIndex, since: ctx.queue.now(), code: cls.gatewayCode, reason: err.message, resend: err instanceof MetaTransportError };
+    state.uncertain = { part: partIndex, since: ctx.queue.now(), code: cls.gatewayCode, reason: err.message, resend: err instanceof MetaTransportError || err.code === null };
     await saveState(run);
     ctx.logger.warn(log, 'the answer to a send was lost; waiting for its echo before deciding');
     return { retryAt: ctx.queue.now() + options.reconcilePollMs };
@@ -271,7 +273,8 @@ async function runSend(ctx: PipelineContext, options: SendJobOptions, job: Job, 
     await saveState(run);
   }
   if (state.uncertain !== undefined) {
-    const outcome = reconcileUncertain(message, state, contact, ctx.queue.now(), options);
+    const queueNow = ctx.queue.now();
+    const outcome = await awaitInboundBacklog(reconcileUncertain(message, state, contact, queueNow, options), state, contact, queueNow, options, () => ctx.queue.hasLiveJobs(INBOUND_BATCH_JOB, queueNow - options.reconcilePollMs));
     if (outcome.kind === 'wait') return { retryAt: outcome.retryAt };
     if (outcome.kind === 'give_up') {
       await failMessage(run, outcome.error);

@@ -95,4 +95,20 @@ describeEachEngine('enqueue', (engine) => {
     expect(await queue.enqueue(store.db, [])).toEqual([]);
     expect(await queue.counts()).toEqual([]);
   });
+
+  it('tells whether jobs of a kind created before a time are still pending or running', async () => {
+    store = await openTestStore(engine);
+    let clock = 1_000;
+    const queue = new JobQueue(store, { now: () => clock });
+    const [older] = await queue.transaction((trx) => queue.enqueue(trx, { kind: 'inbound.batch', payload: {} }));
+    clock = 5_000;
+    await queue.transaction((trx) => queue.enqueue(trx, { kind: 'send', payload: {} }));
+    expect(await queue.hasLiveJobs('inbound.batch', 1_000)).toBe(false);
+    expect(await queue.hasLiveJobs('inbound.batch', 1_001)).toBe(true);
+    expect(await queue.hasLiveJobs('profile.fetch', 10_000)).toBe(false);
+    await store.db.updateTable('jobs').set({ state: 'running', locked_by: 'w', locked_until: 9_000 }).where('id', '=', older as number).execute();
+    expect(await queue.hasLiveJobs('inbound.batch', 2_000)).toBe(true);
+    await store.db.updateTable('jobs').set({ state: 'dead' }).where('id', '=', older as number).execute();
+    expect(await queue.hasLiveJobs('inbound.batch', 2_000)).toBe(false);
+  });
 });

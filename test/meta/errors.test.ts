@@ -73,8 +73,9 @@ describe("Meta's error table", () => {
     expect(classify(100, 2018218)).toMatchObject({ gatewayCode: 'META_PROFILE_UNAVAILABLE', retryable: false });
   });
 
-  it('retries a 5xx without a Graph error body and gives up on unknown codes', () => {
-    expect(classify(null, null, 503)).toMatchObject({ gatewayCode: 'META_TEMPORARY', retryable: true });
+  it('reconciles a 5xx without a Graph error body (the send may have gone out), retries one with it, and gives up on unknown codes', () => {
+    expect(classify(null, null, 503)).toMatchObject({ gatewayCode: 'META_TEMPORARY', retryable: true, reconcile: true });
+    expect(classify(1, null, 500)).toMatchObject({ gatewayCode: 'META_TEMPORARY', retryable: true, reconcile: false });
     expect(classify(null, null, 429)).toMatchObject({ gatewayCode: 'META_RATE_LIMITED', retryable: true });
     expect(classify(424242)).toMatchObject({ gatewayCode: 'META_UNKNOWN', retryable: false });
   });

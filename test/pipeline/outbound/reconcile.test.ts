@@ -1,11 +1,11 @@
 /** Settling a send whose answer was lost: wait for the echo, resend only when none came, never for a user_ref. */
 import { describe, expect, it } from 'vitest';
-import { reconcileUncertain } from '../../../src/pipeline/outbound-reconcile.js';
+import { awaitInboundBacklog, reconcileUncertain } from '../../../src/pipeline/outbound-reconcile.js';
 import type { SendState } from '../../../src/pipeline/outbound-state.js';
 import { checkCallerMetadata, echoMetadata, parseEchoMetadata } from '../../../src/pipeline/outbound-state.js';
 import type { ContactRow, MessageRow } from '../../../src/store/schema.js';
 
-const OPTIONS = { reconcileWaitMs: 10_000, reconcilePollMs: 1_000, maxLostAnswers: 3 };
+const OPTIONS = { reconcileWaitMs: 10_000, reconcilePollMs: 1_000, maxLostAnswers: 3, backlogWaitMs: 60_000 };
 const T = 1_000_000;
 
 const message = (changes: Partial<MessageRow> = {}) => ({ id: 'msg_1', mid: null, status: 'sending', ...changes }) as MessageRow;
@@ -41,6 +41,21 @@ describe('a send whose answer was lost', () => {
 });
 
 describe('echo metadata', () => {
+  it('waits longer while webhooks already received are not processed, up to the backlog wait, and only asks when the decision would be final', async () => {
+    let asked = 0;
+    const backlog = (value: boolean) => async () => ((asked += 1), value);
+    const decide = (now: number, state: SendState, pending: boolean, who = contact()) => awaitInboundBacklog(reconcileUncertain(message(), state, who, now, OPTIONS), state, who, now, OPTIONS, backlog(pending));
+    expect(await decide(T + 500, lostAt(T), true)).toEqual({ kind: 'wait', retryAt: T + 1_500 });
+    expect(asked).toBe(0);
+    expect(await decide(T + 10_000, lostAt(T), true)).toEqual({ kind: 'wait', retryAt: T + 11_000 });
+    expect(await decide(T + 10_000, lostAt(T), false)).toEqual({ kind: 'resend' });
+    expect(await decide(T + 69_999, lostAt(T), true)).toEqual({ kind: 'wait', retryAt: T + 70_999 });
+    expect(await decide(T + 70_000, lostAt(T), true)).toEqual({ kind: 'resend' });
+    // A give-up waits too (the echo would prove it sent), except for a user_ref, which has no echo.
+    expect(await decide(T + 10_000, lostAt(T, true, 3), true)).toMatchObject({ kind: 'wait' });
+    expect(await decide(T + 10_000, lostAt(T), true, contact({ psid: null, user_ref: 'r' }))).toMatchObject({ kind: 'give_up' });
+  });
+
   it("wraps the caller's metadata with the message id and reads it back", () => {
     expect(parseEchoMetadata(echoMetadata('msg_abc', 'order 7', 2))).toEqual({ sb: 'msg_abc', m: 'order 7', p: 2 });
     expect(parseEchoMetadata(echoMetadata('msg_abc', null))).toEqual({ sb: 'msg_abc' });
