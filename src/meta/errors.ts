@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../domain/errors.js';
-import { GatewayError } from '../domain/errors.js';
+import { ERROR_CATALOGUE, GatewayError } from '../domain/errors.js';
 import { MetaApiError, MetaTransportError } from './graph.js';
 import type { TransportErrorKind } from './graph.js';
 import type { GraphUsage } from './usage.js';
@@ -187,14 +187,20 @@ export function classifyError(err: unknown): MetaErrorClass {
 /** A GatewayError for a Meta failure, with Meta's code and words in details. */
 export function metaFailureToGatewayError(err: unknown, cls: MetaErrorClass = classifyError(err)): GatewayError {
   if (err instanceof MetaApiError) {
-    return new GatewayError(cls.gatewayCode, {
+    const details = {
       meta_code: err.code,
       meta_subcode: err.subcode,
       meta_message: err.message,
       meta_type: err.type,
       fbtrace_id: err.fbtraceId,
       http_status: err.httpStatus,
-    });
+    };
+    // A catalogue message that names facts only the gateway's own check knows (`WINDOW_CLOSED`'s
+    // `{closed_at}`) would read "closed at." here: Meta's refusal is told in Meta's words instead.
+    const template = ERROR_CATALOGUE[cls.gatewayCode].message;
+    const unknown = [...template.matchAll(/\{([a-z_]+)\}/g)].some(([, name]) => (details as Record<string, unknown>)[name as string] == null);
+    const message = unknown ? `Meta refused the send: ${err.message}` : undefined;
+    return new GatewayError(cls.gatewayCode, details, message);
   }
   if (err instanceof MetaTransportError) {
     return new GatewayError(cls.gatewayCode, { reason: err.message, maybe_delivered: err.maybeDelivered, kind: err.kind });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isErrorCode } from '../../src/domain/errors.js';
+import { GatewayError } from '../../src/domain/errors.js';
 import { META_ERROR_TABLE, classifyError, classifyMetaError, classifyTransportError, metaFailureToGatewayError, retryDelayMs } from '../../src/meta/errors.js';
 import { MetaTransportError, metaApiErrorFromBody } from '../../src/meta/graph.js';
 import { parseJsonExact } from '../../src/meta/json.js';
@@ -46,6 +47,16 @@ describe("Meta's error table", () => {
     expect(err).toMatchObject({ code: 551, subcode: 1545041, type: 'OAuthException', fbtraceId: 'GZLdPD3DuDR', message: "(#551) This person isn't available right now." });
     expect(classifyError(err).contactEffect).toBe('unavailable');
     expect(metaFailureToGatewayError(err).details).toMatchObject({ meta_code: 551, meta_subcode: 1545041, fbtrace_id: 'GZLdPD3DuDR' });
+  });
+
+  it("tells a window Meta found closed in Meta's words, not with a time only the gateway's check knows", () => {
+    const err = metaApiErrorFromBody(400, { error: { message: '(#10) This message is sent outside of allowed window.', type: 'OAuthException', code: 10, error_subcode: 2018278, fbtrace_id: 'A1' } });
+    const gatewayError = metaFailureToGatewayError(err);
+    expect(gatewayError.code).toBe('WINDOW_CLOSED');
+    expect(gatewayError.message).toBe('Meta refused the send: (#10) This message is sent outside of allowed window.');
+    expect(metaFailureToGatewayError(metaApiErrorFromBody(400, { error: { message: '(#100) Invalid parameter', type: 'OAuthException', code: 100, fbtrace_id: 'A2' } })).message).toBe(
+      new GatewayError('META_INVALID_PARAMETER', { meta_message: '(#100) Invalid parameter' }).message,
+    );
   });
 
   it('distinguishes the code 100 subcodes', () => {
