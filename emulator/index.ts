@@ -23,6 +23,8 @@ export interface RunningEmulator {
   /** Base URL, e.g. http://127.0.0.1:4000; Graph calls go to `${url}/v25.0/...`. */
   url: string;
   port: number;
+  /** The emulator's clock (epoch ms): moved with `POST /_emulator/clock`. A gateway run beside it follows it. */
+  now(): number;
   close(): Promise<void>;
 }
 
@@ -57,6 +59,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   return {
     url: baseUrl,
     port,
+    now: () => clock.now(),
     close() {
       shutdown ??= (async () => {
         closing.abort();

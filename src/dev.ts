@@ -107,7 +107,9 @@ export async function startDev(options: { env?: NodeJS.ProcessEnv; say?: (line: 
       },
     });
     applyHeapGrowth(config.heapGrowthPercent);
-    gateway = await buildServer(config, { logger: createLogger(config.logLevel, process.stderr) });
+    // The gateway keeps the emulator's time: moving the emulator's clock (to show a window closing)
+    // moves the gateway's policy checks with it, as it would with Meta's real time.
+    gateway = await buildServer(config, { logger: createLogger(config.logLevel, process.stderr), now: emulator.now });
     const gatewayUrl = await gateway.start();
     // Setting the callback makes the emulator run Meta's GET handshake against the gateway.
     await call('PATCH', `${emulator.url}/_emulator/apps/${app.id}`, { callback_url: `${gatewayUrl}/webhooks/meta`, verify_token: app.verify_token });

@@ -44,4 +44,20 @@ describe('switchboard dev', () => {
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
   });
+
+  it("keeps the emulator's time: moving its clock a day on closes the demo customer's window at the gateway too", async () => {
+    const auth = { authorization: `Bearer ${dev.info.api_key}` };
+    const send = () => call<{ error?: { code: string } }>('POST', `${dev.info.gateway_url}/v1/messages`, { sender_id: dev.info.sender_id, to: { psid: dev.info.customer.psid }, text: 'still there?' }, auth);
+    const before = await send();
+    expect(before.status).toBe(202);
+    const moved = await call('POST', `${dev.info.emulator_url}/_emulator/clock`, { advance_ms: 25 * 3_600_000 });
+    expect(moved.status).toBe(200);
+    try {
+      const after = await send();
+      expect(after.status).toBe(422);
+      expect(after.body.error?.code).toBe('WINDOW_CLOSED');
+    } finally {
+      await call('POST', `${dev.info.emulator_url}/_emulator/clock`, { offset_ms: 0 });
+    }
+  });
 });
