@@ -166,7 +166,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       });
       await v1.register(async (api) => {
         api.addHook('onRequest', bearerAuth(store.db, now));
-        await api.register(accountRoutes(store.db));
+        await api.register(accountRoutes(ctx));
         await api.register(senderRoutes(ctx));
         await api.register(endpointRoutes(ctx));
         await api.register(eventRoutes(ctx));

@@ -184,7 +184,7 @@ export async function pauseSender(db: Db, senderId: string, reason: string, now:
 }
 
 /** Disconnect: unsubscribe at Meta (best effort: the token may already be dead) and stop routing. */
-export async function disconnectSender(ctx: PipelineContext, accountId: string, senderId: string): Promise<SenderRow> {
+export async function disconnectSender(ctx: PipelineContext, accountId: string, senderId: string, why = 'disconnected by the account'): Promise<SenderRow> {
   const sender = await getSender(ctx.store.db, accountId, senderId);
   if (!sender || sender.health === 'disconnected') throw new GatewayError('NOT_FOUND', { resource: 'sender' });
   let unsubscribed = true;
@@ -206,15 +206,26 @@ export async function disconnectSender(ctx: PipelineContext, accountId: string, 
   }
   await ctx.queue.transaction(async (trx) => {
     const now = ctx.now();
-    await trx.updateTable('senders').set({ health: 'disconnected', health_reason: unsubscribed ? 'disconnected by the account' : 'disconnected by the account (Meta unsubscribe failed)', health_changed_at: now, updated_at: now }).where('id', '=', sender.id).execute();
+    await trx.updateTable('senders').set({ health: 'disconnected', health_reason: unsubscribed ? why : `${why} (Meta unsubscribe failed)`, health_changed_at: now, updated_at: now }).where('id', '=', sender.id).execute();
     await emitEvent(trx, ctx.queue, {
       account_id: accountId,
       type: 'sender.health_changed',
       sender_id: sender.id,
-      data: { sender_id: sender.id, channel: sender.channel, meta_id: sender.meta_id, previous: sender.health, health: 'disconnected', reason: 'disconnected by the account', changed_at: new Date(now).toISOString() },
+      data: { sender_id: sender.id, channel: sender.channel, meta_id: sender.meta_id, previous: sender.health, health: 'disconnected', reason: why, changed_at: new Date(now).toISOString() },
     });
   });
   return (await getSender(ctx.store.db, accountId, senderId)) as SenderRow;
+}
+
+/**
+ * Closing an account disconnects every sender it still has (unsubscribing the app from their Pages
+ * at Meta), so its Pages stop routing to it and can be connected by another account. Returns how
+ * many were disconnected.
+ */
+export async function disconnectAccountSenders(ctx: PipelineContext, accountId: string): Promise<number> {
+  const live = await ctx.store.db.selectFrom('senders').select('id').where('account_id', '=', accountId).where('health', '<>', 'disconnected').orderBy('id').execute();
+  for (const s of live) await disconnectSender(ctx, accountId, s.id, 'the account was closed');
+  return live.length;
 }
 
 /**

@@ -106,4 +106,24 @@ describe('tenancy across subaccounts', () => {
     await s.api('PATCH', `/v1/accounts/${b.id}`, { status: 'active' });
     expect((await s.api('GET', '/v1/senders', undefined, b.key)).status).toBe(200);
   });
+
+  it('disconnect the senders of a closed subaccount, so its Page is free for another account', async () => {
+    const created = await s.api<{ account: { id: string }; api_key: { key: string } }>('POST', '/v1/accounts', { name: 'Brand C' });
+    const c = { id: created.body.account.id, key: created.body.api_key.key };
+    const { page, sender } = await s.connectPage({ key: c.key, name: 'C Page' });
+    const taken = await s.api<{ error: { code: string } }>('POST', '/v1/senders', { access_token: page.access_token, page_id: page.id });
+    expect(taken.status).toBe(409);
+
+    const closed = await s.api<{ status: string }>('DELETE', `/v1/accounts/${c.id}`);
+    expect(closed.status).toBe(200);
+    expect(closed.body.status).toBe('closed');
+    const row = await s.store.db.selectFrom('senders').select(['health', 'health_reason']).where('id', '=', sender.id).executeTakeFirstOrThrow();
+    expect(row).toEqual({ health: 'disconnected', health_reason: 'the account was closed' });
+    const atMeta = await s.emu<{ subscribed_apps: unknown[] }>('GET', `/_emulator/pages/${page.id}`);
+    expect(atMeta.body.subscribed_apps).toEqual([]);
+
+    const reconnected = await s.api<{ id: string; account_id: string }>('POST', '/v1/senders', { access_token: page.access_token, page_id: page.id });
+    expect(reconnected.status).toBe(201);
+    expect(reconnected.body.id).not.toBe(sender.id);
+  });
 });

@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GatewayError } from '../../domain/errors.js';
-import type { Db } from '../../store/db.js';
+import type { PipelineContext } from '../../pipeline/context.js';
+import { disconnectAccountSenders } from '../../pipeline/senders.js';
 import { createAccount, getAccount, getSubaccount, listSubaccounts, renameAccount, setAccountStatus } from '../../store/accounts.js';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../store/api-keys.js';
 import type { AccountRow, ApiKeyRow } from '../../store/schema.js';
@@ -35,7 +36,8 @@ function presentKey(k: ApiKeyRow) {
   return { id: k.id, account_id: k.account_id, name: k.name, prefix: k.prefix, created_at: new Date(k.created_at).toISOString(), last_used_at: iso(k.last_used_at), revoked_at: iso(k.revoked_at) };
 }
 
-export function accountRoutes(db: Db): FastifyPluginAsyncTypebox {
+export function accountRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
+  const db = ctx.store.db;
   return async (app) => {
     app.get('/account', { schema: { tags: ['accounts'], summary: 'The account this request acts for', response: { 200: AccountSchema, ...commonErrors } } }, async (req) => {
       const row = await getAccount(db, req.account.id);
@@ -108,17 +110,21 @@ export function accountRoutes(db: Db): FastifyPluginAsyncTypebox {
         if (req.body.name) await renameAccount(db, row.id, req.body.name);
         if (req.body.status && req.body.status !== row.status) {
           await setAccountStatus(db, row.id, req.body.status);
+          if (req.body.status === 'closed') await disconnectAccountSenders(ctx, row.id);
           req.log.info({ account: req.account.id, subaccount: row.id, status: req.body.status }, 'subaccount status changed');
         }
         return presentAccount((await getSubaccount(db, req.account.id, req.params.id)) as AccountRow);
       },
     );
 
-    app.delete('/accounts/:id', { schema: { tags: ['accounts'], summary: 'Close a subaccount (its keys stop working)', params: IdParams, response: { 200: AccountSchema, ...commonErrors } } }, async (req) => {
+    app.delete('/accounts/:id', { schema: { tags: ['accounts'], summary: 'Close a subaccount (its keys stop working and its senders are disconnected)', params: IdParams, response: { 200: AccountSchema, ...commonErrors } } }, async (req) => {
       requireParent(req);
       const row = await getSubaccount(db, req.account.id, req.params.id);
       if (!row) throw new GatewayError('NOT_FOUND', { resource: 'account' });
       await setAccountStatus(db, row.id, 'closed');
+      // Also when it was already closed: a close that stopped half way finishes here.
+      const disconnected = await disconnectAccountSenders(ctx, row.id);
+      req.log.info({ account: req.account.id, subaccount: row.id, senders_disconnected: disconnected }, 'subaccount closed');
       return presentAccount((await getSubaccount(db, req.account.id, req.params.id)) as AccountRow);
     });
 
