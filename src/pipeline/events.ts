@@ -16,4 +16,4 @@ export {
 export type { EndpointInput, SenderCallbackSettings } from '../delivery/endpoints.js';
 export { MAX_REPLAY_EVENTS, redeliverEvent, replayEndpoint } from '../delivery/replay.js';
 export type { ReplayResult } from '../delivery/replay.js';
-export { formatNames } from '../delivery/formats/index.js';
+export { checkFormatName, formatNames } from '../delivery/formats/index.js';

@@ -115,6 +115,11 @@ describe('senders', () => {
     expect(unknown.body.error.code).toBe('VALIDATION_FAILED');
     const cleared = await s.api<Sender>('PATCH', `/v1/senders/${sender.id}`, { inbound_url: null });
     expect(cleared.body.inbound_url).toBeNull();
+    // Only formats a dialect provides: another would leave every event of the sender undeliverable.
+    const format = await s.api<{ error: { code: string; details: { field: string } } }>('PATCH', `/v1/senders/${sender.id}`, { format: 'smoke-signals' });
+    expect(format.status).toBe(400);
+    expect(format.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'body.format' } });
+    expect((await s.api<Sender>('PATCH', `/v1/senders/${sender.id}`, { format: 'native' })).status).toBe(200);
   });
 
   it('move to reauth_required when the token is revoked, keep inbound flowing, and recover on reconnect', async () => {

@@ -3,6 +3,7 @@
  * Switchboard's own JSON envelope signed per Standard Webhooks; the Twilio and Vonage dialects add
  * theirs with `registerFormat` (the sender and the retry logic never change for a new format).
  */
+import { GatewayError } from '../../domain/errors.js';
 import { nativeFormat } from './native.js';
 
 /** The stored event, as the formats see it. `payload` is the event's `data` as stored JSON text. */
@@ -56,4 +57,10 @@ export function getFormat(name: string): DeliveryFormat | undefined {
 
 export function formatNames(): string[] {
   return [...formats.keys()].sort();
+}
+
+/** Refuses a format no dialect has registered: its deliveries could never be made. */
+export function checkFormatName(format: string | undefined, field: string): void {
+  if (format === undefined || formats.has(format)) return;
+  throw new GatewayError('VALIDATION_FAILED', { reason: `${field} must be one of ${formatNames().join(', ')}`, field });
 }

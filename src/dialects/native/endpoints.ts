@@ -9,7 +9,7 @@ import { Type } from 'typebox';
 import { GatewayError, isGatewayError } from '../../domain/errors.js';
 import { EVENT_TYPES } from '../../domain/glossary.js';
 import type { PipelineContext } from '../../pipeline/context.js';
-import { accountSigningEndpoint, createEndpoint, formatNames, replayEndpoint, rotateSecret } from '../../pipeline/events.js';
+import { accountSigningEndpoint, checkFormatName, createEndpoint, replayEndpoint, rotateSecret } from '../../pipeline/events.js';
 import { getEndpoint, listEndpoints, updateEndpoint } from '../../store/endpoints.js';
 import type { Endpoint, EndpointChanges } from '../../store/endpoints.js';
 import { IdParams, NullableString, NullableTimestamp, PageQuery, Timestamp, commonErrors, iso, listOf, page } from './schemas.js';
@@ -129,11 +129,6 @@ async function checkUrl(deps: EndpointRouteDeps, url: string, field: string): Pr
   }
 }
 
-function checkFormat(format: string | undefined): void {
-  if (format === undefined) return;
-  const known = formatNames();
-  if (!known.includes(format)) throw new GatewayError('VALIDATION_FAILED', { reason: `body.format must be one of ${known.join(', ')}`, field: 'body.format' });
-}
 
 function parseTime(value: string, field: string): number {
   const ms = Date.parse(value);
@@ -165,7 +160,7 @@ export function endpointRoutes(deps: EndpointRouteDeps): FastifyPluginAsyncTypeb
       { schema: { tags: ['endpoints'], summary: 'Create an endpoint (returns its signing secret, shown once)', body: CreateBody, response: { 201: EndpointWithSecret, ...errors } } },
       async (req, reply) => {
         const b = req.body;
-        checkFormat(b.format);
+        checkFormatName(b.format, 'body.format');
         await checkUrl(deps, b.url, 'url');
         if (b.fallback_url) await checkUrl(deps, b.fallback_url, 'fallback_url');
         const { endpoint, secret } = await createEndpoint(deps.store.db, deps.secrets, req.account.id, { ...b, events: b.events ?? null }, deps.now());
@@ -226,7 +221,7 @@ export function endpointRoutes(deps: EndpointRouteDeps): FastifyPluginAsyncTypeb
         const current = await requireEndpoint(deps, req.account.id, req.params.id);
         refuseSenderManaged(current);
         const b = req.body;
-        checkFormat(b.format);
+        checkFormatName(b.format, 'body.format');
         if (b.url !== undefined) await checkUrl(deps, b.url, 'url');
         if (typeof b.fallback_url === 'string') await checkUrl(deps, b.fallback_url, 'fallback_url');
         const changes: EndpointChanges = { updated_at: deps.now() };

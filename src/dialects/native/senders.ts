@@ -6,7 +6,7 @@ import { GatewayError } from '../../domain/errors.js';
 import { KEYWORD_LANGUAGES, isKeywordLanguage } from '../../domain/opt-out.js';
 import type { PipelineContext } from '../../pipeline/context.js';
 import { checkSender, connectSender, disconnectSender, presentSender, reconnectSender } from '../../pipeline/senders.js';
-import { syncSenderEndpoints } from '../../pipeline/events.js';
+import { checkFormatName, syncSenderEndpoints } from '../../pipeline/events.js';
 import { senderSettings } from '../../pipeline/outbound-policy.js';
 import { getSender, listSenders } from '../../store/senders.js';
 import { listUnroutable } from '../../store/unroutable.js';
@@ -14,7 +14,9 @@ import type { SenderRow, SenderUpdate } from '../../store/schema.js';
 import { IdParams, NullableString, NullableTimestamp, PageQuery, Timestamp, commonErrors, listOf, page } from './schemas.js';
 
 const Method = Type.Union([Type.Literal('POST'), Type.Literal('GET')]);
-const Format = Type.Union([Type.Literal('native'), Type.Literal('twilio'), Type.Literal('vonage')]);
+// Checked against the registered delivery formats (`checkFormatName`): a name no dialect provides
+// would leave every event of the sender undeliverable.
+const Format = Type.String({ minLength: 1, maxLength: 32, description: 'The format of the callbacks: native (the Twilio and Vonage dialects add theirs)' });
 const Channel = Type.Union([Type.Literal('messenger'), Type.Literal('instagram')]);
 
 export const SenderSchema = Type.Object(
@@ -187,6 +189,7 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
             }
           }
         }
+        checkFormatName(b.format, 'body.format');
         const changes: SenderUpdate = { updated_at: ctx.now() };
         if (b.name !== undefined) changes.name = b.name;
         if (b.inbound_url !== undefined) changes.inbound_url = b.inbound_url;
