@@ -29,7 +29,8 @@ import { registerIngress } from './pipeline/ingress.js';
 import { inboundJobHandlers } from './pipeline/inbound.js';
 import { outboundJobHandlers } from './pipeline/outbound.js';
 import { deliveryJobHandlers } from './delivery/index.js';
-import { installErrorHandling } from './http/errors.js';
+import { frameworkErrorOptions, installErrorHandling } from './http/errors.js';
+import { installJsonBodyParser } from './http/json-body.js';
 import { bearerAuth } from './http/auth.js';
 import { ErrorSchema } from './dialects/native/schemas.js';
 import { SenderSchema, senderConnectCallbackRoutes, senderRoutes } from './dialects/native/senders.js';
@@ -125,12 +126,17 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     childLoggerFactory: requestLoggerFactory as unknown as NonNullable<FastifyServerOptions['childLoggerFactory']>,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    // A request whose body stops arriving is ended after five minutes (Node's own default, which
+    // Fastify turns off): long enough for a 25 MB upload on a slow link.
+    requestTimeout: 300_000,
+    ...frameworkErrorOptions,
     trustProxy: true,
     // Unknown body fields are refused (additionalProperties: false means it), not silently dropped;
     // query strings still coerce ("50" -> 50).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   });
   installErrorHandling(base);
+  installJsonBodyParser(base);
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
   app.addSchema(ErrorSchema);
   app.addSchema(SenderSchema);

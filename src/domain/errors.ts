@@ -74,6 +74,12 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     action: 'Send a smaller body; upload large media through POST /v1/media.',
   },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request headers are larger than the gateway accepts.',
+    retryable: false,
+    action: 'Send fewer or shorter headers (16 KB in all).',
+  },
   UNSUPPORTED_CONTENT_TYPE: {
     status: 415,
     message: 'The request body has a content type this route does not accept.',

@@ -1,5 +1,6 @@
 /** Every error leaves as `{error: {code, message, details}}` with the catalogue's status; never a stack. */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyInstance, FastifyServerOptions } from 'fastify';
 import { GatewayError, isGatewayError } from '../domain/errors.js';
 
 function fromFastify(err: FastifyError): GatewayError | undefined {
@@ -48,3 +49,33 @@ export function installErrorHandling(app: FastifyInstance): void {
     return reply.status(404).send(err.toJSON());
   });
 }
+
+/**
+ * Requests refused before any route runs answer in the same shape. Fastify's router refuses a path
+ * with a broken percent-escape (`frameworkErrors`); Node's HTTP parser refuses what is not valid
+ * HTTP (a bad Content-Length, broken chunked encoding, headers past their limit), and Fastify's own
+ * answer to those is a body of another shape (`clientErrorHandler`). Both go into the server's options.
+ */
+export const frameworkErrorOptions: Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> = {
+  frameworkErrors: (error, _request, reply) => {
+    const err = new GatewayError('VALIDATION_FAILED', { reason: `the request is not valid: ${error.message}`, field: 'url' });
+    // The reply's types follow the route's schema, which a request that matched no route lacks.
+    void (reply as unknown as { code(n: number): { send(body: unknown): unknown } }).code(err.status).send(err.toJSON());
+  },
+  clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => {
+    // A connection reset or timed out has no one left to answer.
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const err =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? new GatewayError('HEADERS_TOO_LARGE')
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new GatewayError('VALIDATION_FAILED', { reason: 'the request did not arrive in time', field: 'request' })
+          : new GatewayError('VALIDATION_FAILED', { reason: 'the request is not valid HTTP', field: 'request' });
+    const body = JSON.stringify(err.toJSON());
+    const reason = err.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${err.status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  },
+};

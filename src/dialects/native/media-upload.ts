@@ -63,11 +63,29 @@ function mediaTypeOf(value: string | undefined): OutboundMediaType | undefined {
   throw new GatewayError('VALIDATION_FAILED', { field: 'type', reason: 'type must be image, audio, video or file' });
 }
 
+// A form holds the file and at most these fields (`sender_id`, `pre_upload`, `type` and a few spare).
+const MAX_FORM_FIELDS = 10;
+
+/**
+ * What a form the multipart reader refused becomes: a 400 naming the problem. Busboy throws plain
+ * errors for a form it cannot read (no boundary, a broken part header, a truncated body) and
+ * @fastify/multipart coded ones for its limits.
+ */
+function multipartError(err: unknown): unknown {
+  if (err instanceof GatewayError) return err;
+  const code = (err as { code?: unknown }).code;
+  if (code === 'FST_REQ_FILE_TOO_LARGE') return new GatewayError('MEDIA_TOO_LARGE', { limit: UPLOAD_MAX_BYTES });
+  if (code === 'FST_FIELDS_LIMIT') return new GatewayError('VALIDATION_FAILED', { field: 'body', reason: `the form has more than ${MAX_FORM_FIELDS} fields` });
+  if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT') return new GatewayError('VALIDATION_FAILED', { field: 'body', reason: 'the form has more than one file' });
+  const message = err instanceof Error ? err.message : String(err);
+  return new GatewayError('VALIDATION_FAILED', { field: 'body', reason: `the multipart form cannot be read (${message})` });
+}
+
 export function mediaUploadRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     // One file per request; the size check itself is ours (MediaFiles aborts past the limit), so
     // busboy's limit sits one byte above it only as a backstop.
-    await app.register(multipart, { limits: { files: 1, fields: 10, fileSize: UPLOAD_MAX_BYTES + 1 } });
+    await app.register(multipart, { limits: { files: 1, fields: MAX_FORM_FIELDS + 1, fileSize: UPLOAD_MAX_BYTES + 1 } });
     // Any other content type is the file itself, streamed to storage (never buffered whole).
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
@@ -86,9 +104,18 @@ export function mediaUploadRoutes(ctx: PipelineContext): FastifyPluginAsyncTypeb
         const q = req.query;
         let input: UploadInput;
         if (req.isMultipart()) {
-          const file = await req.file();
+          const file = await req.file().catch((err: unknown) => {
+            throw multipartError(err);
+          });
           if (file === undefined) throw new GatewayError('VALIDATION_FAILED', { field: 'body', reason: 'the form has no file part' });
           const fields = file.fields as Record<string, unknown>;
+          // Busboy reads one field past the limit; past it, it stops feeding the file part, which
+          // would then never end: a form with too many fields is refused before its file is read.
+          const fieldCount = Object.values(fields).reduce<number>((n, v) => n + (Array.isArray(v) ? v.filter((p) => (p as { type?: string }).type === 'field').length : (v as { type?: string }).type === 'field' ? 1 : 0), 0);
+          if (fieldCount > MAX_FORM_FIELDS) {
+            file.file.resume();
+            throw new GatewayError('VALIDATION_FAILED', { field: 'body', reason: `the form has more than ${MAX_FORM_FIELDS} fields` });
+          }
           input = {
             accountId: req.account.id,
             source: file.file,

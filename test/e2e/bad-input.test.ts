@@ -1,0 +1,99 @@
+/**
+ * Bad input gets a 4xx in the documented error shape with a stable code, never a 500 or a hang:
+ * bodies nested too deeply, malformed multipart uploads, and requests Node's HTTP parser or
+ * Fastify's router refuse before any route runs.
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack } from '../support/stack.js';
+import type { Stack } from '../support/stack.js';
+
+interface ErrorBody {
+  error: { code: string; message: string; details: Record<string, unknown> };
+}
+
+/** Sends raw bytes on one connection and returns the status line and body of the answer. */
+function rawRequest(url: string, text: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0);
+      resolve({ status, body: data.slice(data.indexOf('\r\n\r\n') + 4) });
+    });
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer within 10 s')));
+    socket.end(text);
+  });
+}
+
+describe('bad input', () => {
+  let s: Stack;
+  let senderId: string;
+  beforeAll(async () => {
+    s = await startStack();
+    senderId = (await s.connectPage({ name: 'Bad input' })).sender.id;
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  const deep = (levels: number) => '['.repeat(levels) + ']'.repeat(levels);
+
+  it('refuses a body nested deeper than 64 levels with 400 on every JSON route, before it is walked', async () => {
+    const auth = { authorization: `Bearer ${s.account.key}`, 'content-type': 'application/json' };
+    const cases: [string, string, string, Record<string, string>?][] = [
+      ['POST', '/v1/messages', `{"sender_id":"${senderId}","to":{"psid":"1"},"message":{"x":${deep(100_000)}}}`],
+      ['POST', '/v1/messages', `{"sender_id":"${senderId}","to":{"psid":"1"},"message":{"x":${deep(100_000)}}}`, { 'idempotency-key': 'deep-1' }],
+      ['PATCH', `/v1/senders/${senderId}`, `{"settings":{"x":${deep(65)}}}`],
+    ];
+    for (const [method, path, body, extra] of cases) {
+      const res = await fetch(`${s.url}${path}`, { method, headers: { ...auth, ...extra }, body });
+      const json = (await res.json()) as ErrorBody;
+      expect(res.status, `${method} ${path}`).toBe(400);
+      expect(json.error.code).toBe('VALIDATION_FAILED');
+      expect(json.error.message).toContain('64 levels');
+    }
+    // Brackets inside strings do not count, and 64 levels are fine.
+    const fine = await fetch(`${s.url}/v1/senders/${senderId}`, { method: 'PATCH', headers: auth, body: `{"settings":{"note":"${'['.repeat(200)}","x":${deep(60)}}}` });
+    expect(fine.status).toBe(200);
+  });
+
+  it('answers malformed multipart uploads with 400, and a form with many fields without hanging', async () => {
+    const auth = { authorization: `Bearer ${s.account.key}` };
+    const noBoundary = await fetch(`${s.url}/v1/media`, { method: 'POST', headers: { ...auth, 'content-type': 'multipart/form-data' }, body: 'x' });
+    expect(noBoundary.status).toBe(400);
+    expect(((await noBoundary.json()) as ErrorBody).error.code).toBe('VALIDATION_FAILED');
+
+    const form = new FormData();
+    for (let i = 0; i < 12; i++) form.append(`field${i}`, 'v');
+    form.append('file', new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])], { type: 'image/png' }), 'a.png');
+    const many = await fetch(`${s.url}/v1/media`, { method: 'POST', headers: auth, body: form, signal: AbortSignal.timeout(10_000) });
+    expect(many.status).toBe(400);
+    const body = (await many.json()) as ErrorBody;
+    expect(body.error.code).toBe('VALIDATION_FAILED');
+    expect(body.error.message).toMatch(/fields/);
+  });
+
+  it('answers requests refused before any route in the documented shape: a broken escape, invalid HTTP, headers too large', async () => {
+    const host = new URL(s.url).host;
+    const escape = await rawRequest(s.url, `GET /v1/messages/%E0%A4%A HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    expect(escape.status).toBe(400);
+    expect((JSON.parse(escape.body) as ErrorBody).error.code).toBe('VALIDATION_FAILED');
+
+    const length = await rawRequest(s.url, `POST /v1/messages HTTP/1.1\r\nHost: ${host}\r\nContent-Length: abc\r\n\r\n{}`);
+    expect(length.status).toBe(400);
+    expect(JSON.parse(length.body) as ErrorBody).toMatchObject({ error: { code: 'VALIDATION_FAILED', details: { field: 'request' } } });
+
+    const chunked = await rawRequest(s.url, `POST /v1/messages HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`);
+    expect(chunked.status).toBe(400);
+    expect((JSON.parse(chunked.body) as ErrorBody).error.code).toBe('VALIDATION_FAILED');
+
+    const big = await rawRequest(s.url, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nX-Filler: ${'a'.repeat(20_000)}\r\n\r\n`);
+    expect(big.status).toBe(431);
+    expect((JSON.parse(big.body) as ErrorBody).error.code).toBe('HEADERS_TOO_LARGE');
+  });
+});
