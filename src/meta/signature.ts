@@ -3,9 +3,9 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 /**
  * Meta signs every webhook POST with the app secret over the exact bytes it sent:
  * `X-Hub-Signature-256: sha256=<lowercase hex>`. Meta escapes non-ASCII as `\u00e9`-style escapes and `/` as `\/`,
- * so the check must run on the raw body; a re-serialised body gives another HMAC. Older senders
- * used `X-Hub-Signature: sha1=<hex>`; it is accepted only when the sha256 header is absent, so an
- * attacker cannot downgrade a request that carries both.
+ * so the check must run on the raw body; a re-serialised body gives another HMAC. Meta also sends
+ * the older `X-Hub-Signature: sha1=<hex>`; it is never enough on its own (a request without a valid
+ * sha256 signature is refused), so there is nothing to downgrade to.
  */
 
 /** Node's `IncomingHttpHeaders`, a plain record, or a fetch-style `Headers`. */
@@ -45,14 +45,11 @@ function matches(rawBody: Buffer, appSecret: string, algorithm: SignatureAlgorit
 }
 
 /**
- * Whether the raw body carries a valid signature from the app. Never throws: a missing, malformed
- * or wrong signature is `false`.
+ * Whether the raw body carries a valid `X-Hub-Signature-256` from the app. Never throws: a
+ * missing, malformed or wrong signature is `false`.
  */
 export function verifyMetaSignature(rawBody: Buffer, headers: HeaderBag, appSecret: string): boolean {
   if (appSecret === '') return false;
   const sha256 = header(headers, 'x-hub-signature-256');
-  if (sha256 !== undefined && sha256 !== '') return matches(rawBody, appSecret, 'sha256', sha256);
-  const sha1 = header(headers, 'x-hub-signature');
-  if (sha1 !== undefined && sha1 !== '') return matches(rawBody, appSecret, 'sha1', sha1);
-  return false;
+  return sha256 !== undefined && sha256 !== '' && matches(rawBody, appSecret, 'sha256', sha256);
 }

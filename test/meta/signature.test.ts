@@ -46,9 +46,10 @@ describe('verifyMetaSignature', () => {
     expect(verifyMetaSignature(reserialised, { 'x-hub-signature-256': signBody(raw, secret) }, secret)).toBe(false);
   });
 
-  it('falls back to the sha1 header only when the sha256 header is absent', () => {
-    expect(verifyMetaSignature(raw, { 'x-hub-signature': signBody(raw, secret, 'sha1') }, secret)).toBe(true);
-    // A wrong sha256 is not rescued by a right sha1: no downgrade.
+  it('needs the sha256 header: a right sha1 signature alone, or beside a wrong or empty sha256 one, is refused', () => {
+    expect(verifyMetaSignature(raw, { 'x-hub-signature': signBody(raw, secret, 'sha1') }, secret)).toBe(false);
+    expect(verifyMetaSignature(raw, { 'x-hub-signature-256': '', 'x-hub-signature': signBody(raw, secret, 'sha1') }, secret)).toBe(false);
+    expect(verifyMetaSignature(raw, { 'x-hub-signature-256': signBody(raw, secret), 'x-hub-signature': signBody(raw, secret, 'sha1') }, secret)).toBe(true);
     expect(
       verifyMetaSignature(raw, { 'x-hub-signature-256': signBody(raw, 'other'), 'x-hub-signature': signBody(raw, secret, 'sha1') }, secret),
     ).toBe(false);
