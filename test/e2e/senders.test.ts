@@ -65,6 +65,12 @@ describe('senders', () => {
 
   it('connect Pages through Facebook Login for Business', async () => {
     const page = (await s.emu<{ id: string; instagram_id: string }>('POST', '/_emulator/pages', { app_id: s.app.id, name: 'Login Page', instagram: true })).body;
+    // Where the browser goes afterwards must be a web page.
+    for (const return_url of ['not a url', 'javascript:alert(1)', 'data:text/html,hi']) {
+      const refused = await s.api<{ error: { code: string; details: { field: string } } }>('POST', '/v1/senders/connect', { return_url });
+      expect(refused.status, return_url).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'body.return_url' } });
+    }
     const start = await s.api<{ url: string; state: string }>('POST', '/v1/senders/connect', {});
     expect(start.status).toBe(201);
     const dialog = new URL(start.body.url);

@@ -128,6 +128,16 @@ function mergeSettings(current: Record<string, unknown>, patch: Record<string, u
   return next;
 }
 
+/** Where a person's browser may be sent after Facebook Login: a web page, never `javascript:` or `data:`. */
+function isWebUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return u.protocol === 'https:' || u.protocol === 'http:';
+  } catch {
+    return false;
+  }
+}
+
 async function requireSender(ctx: PipelineContext, accountId: string, id: string): Promise<SenderRow> {
   const s = await getSender(ctx.store.db, accountId, id);
   if (!s) throw new GatewayError('NOT_FOUND', { resource: 'sender' });
@@ -273,6 +283,10 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
         },
       },
       async (req, reply) => {
+        const returnUrl = req.body?.return_url;
+        if (returnUrl !== undefined && !isWebUrl(returnUrl)) {
+          throw new GatewayError('VALIDATION_FAILED', { reason: 'body.return_url must be an http or https URL', field: 'body.return_url' });
+        }
         const state = randomBytes(24).toString('base64url');
         const now = ctx.now();
         await ctx.store.db
@@ -382,7 +396,7 @@ export function senderConnectCallbackRoutes(ctx: PipelineContext): FastifyPlugin
         }
         // Single use: the Page tokens it holds are not kept once the choice is made.
         await ctx.store.db.deleteFrom('oauth_states').where('state', '=', row.state).execute();
-        if (data.return_url && String(req.headers.accept ?? '').includes('text/html')) {
+        if (data.return_url && isWebUrl(data.return_url) && String(req.headers.accept ?? '').includes('text/html')) {
           const u = new URL(data.return_url);
           u.searchParams.set('connected', connected.map((c) => c.id).join(','));
           return reply.redirect(u.toString(), 303);
