@@ -3,10 +3,9 @@
  * The `switchboard` command: serve, dev, migrate, accounts, keys, emulator.
  */
 import { parseArgs } from 'node:util';
-import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, databaseLocation, loadConfig } from './config.js';
 import { buildServer } from './server.js';
 import { openStore, migrate } from './store/db.js';
 import type { Store } from './store/db.js';
@@ -37,7 +36,7 @@ Environment: PORT, HOST, PUBLIC_URL, DATABASE_URL, SWITCHBOARD_DATA_DIR, SWITCHB
 META_APP_SECRET, META_VERIFY_TOKEN, META_GRAPH_URL, META_GRAPH_VERSION, SWITCHBOARD_CONFIG (a JSON file).`;
 
 function databaseUrl(): string {
-  return process.env.DATABASE_URL || join(resolve(process.env.SWITCHBOARD_DATA_DIR || '.switchboard'), 'switchboard.db');
+  return databaseLocation().databaseUrl;
 }
 
 async function withStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
@@ -50,9 +49,26 @@ async function withStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
   }
 }
 
+/** A command used wrongly, or asked for something that does not exist: said in a line, exit code 2. */
+export class UsageError extends Error {}
+
 function fail(message: string): never {
-  process.stderr.write(`switchboard: ${message}\n`);
-  process.exit(2);
+  throw new UsageError(message);
+}
+
+/**
+ * What a failure to start means, in a line, for the errors an operator causes and can fix (the
+ * address in use, a data directory that cannot be written); null for anything else (a bug: the
+ * stack then helps).
+ */
+function startupProblem(err: unknown): string | null {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e.code === 'EADDRINUSE') return `the address ${e.address ?? ''}:${e.port ?? ''} is already in use: stop what listens there or set PORT`;
+  if (e.code === 'EACCES' && e.syscall === 'listen') return `not allowed to listen on port ${e.port ?? ''}: choose a port above 1023 with PORT`;
+  if ((e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'ENOTDIR' || e.code === 'EROFS' || e.code === 'ENOSPC') && typeof e.path === 'string') {
+    return `cannot use ${e.path} (${e.code}): check SWITCHBOARD_DATA_DIR or DATABASE_URL and their permissions`;
+  }
+  return null;
 }
 
 async function serve(): Promise<void> {
@@ -89,7 +105,12 @@ async function accounts(args: string[]): Promise<void> {
   if (sub === 'create') {
     if (!values.name) fail('accounts create needs --name');
     await withStore(async (store) => {
-      if (values.parent && !(await getAccount(store.db, values.parent))) fail(`no account ${values.parent}`);
+      if (values.parent) {
+        const parent = await getAccount(store.db, values.parent);
+        if (!parent) fail(`no account ${values.parent}`);
+        // As through the API: subaccounts are one level deep.
+        if (parent.parent_id !== null) fail(`${values.parent} is itself a subaccount; subaccounts cannot have their own`);
+      }
       const account = await createAccount(store.db, { name: values.name as string, parent_id: values.parent ?? null });
       const { key } = await createApiKey(store.db, account.id, 'default');
       if (values.json) process.stdout.write(JSON.stringify({ account_id: account.id, name: account.name, parent_id: account.parent_id, api_key: key }) + '\n');
@@ -177,6 +198,11 @@ if (isEntryPoint()) {
   main(process.argv.slice(2)).catch((err: unknown) => {
     if (err instanceof ConfigError) {
       process.stderr.write(err.message + '\n');
+      process.exit(2);
+    }
+    const problem = err instanceof UsageError ? err.message : startupProblem(err);
+    if (problem !== null) {
+      process.stderr.write(`switchboard: ${problem}\n`);
       process.exit(2);
     }
     process.stderr.write(`switchboard: ${(err as Error).stack ?? String(err)}\n`);

@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
+import { UrlGuard } from './net/url-guard.js';
 
 export interface Config {
   port: number;
@@ -81,10 +82,27 @@ export interface LoadConfigOptions {
   defaults?: Source;
 }
 
-export function loadConfig(options: LoadConfigOptions = {}): Config {
+/** The settings from every place, later ones winning: a command's defaults, the file, the environment. */
+function collectSource(options: LoadConfigOptions): Source {
   const env = options.env ?? process.env;
   const source: Source = { ...options.defaults, ...readConfigFile(options.file ?? env.SWITCHBOARD_CONFIG) };
   for (const k of KEYS) if (env[k] !== undefined && env[k] !== '') source[k] = env[k];
+  return source;
+}
+
+/**
+ * Where the database is, by the same rules as `loadConfig` (environment over file over defaults),
+ * for commands that need only the database (`migrate`, `accounts`, `keys`): so they open the very
+ * database `serve` would, without asking for the Meta settings only the server needs.
+ */
+export function databaseLocation(options: LoadConfigOptions = {}): { dataDir: string; databaseUrl: string } {
+  const source = collectSource(options);
+  const dataDir = resolve(source['SWITCHBOARD_DATA_DIR'] ?? '.switchboard');
+  return { dataDir, databaseUrl: source['DATABASE_URL'] ?? join(dataDir, 'switchboard.db') };
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const source = collectSource(options);
   const problems: string[] = [];
   const get = (k: (typeof KEYS)[number]) => source[k];
 
@@ -119,8 +137,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
   const port = int('PORT', 3000, 0, 65535);
   const host = get('HOST') ?? '0.0.0.0';
-  const dataDir = resolve(get('SWITCHBOARD_DATA_DIR') ?? '.switchboard');
-  const databaseUrl = get('DATABASE_URL') ?? join(dataDir, 'switchboard.db');
+  const { dataDir, databaseUrl } = databaseLocation(options);
   if (/^[a-z]+:\/\//i.test(databaseUrl) && !/^postgres(ql)?:\/\//i.test(databaseUrl)) {
     problems.push(`DATABASE_URL must be a postgres:// URL or a SQLite file path; it is "${databaseUrl.replace(/:[^:@/]*@/, ':***@')}"`);
   }
@@ -136,6 +153,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const dialogUrl = url('META_DIALOG_URL', 'https://www.facebook.com');
   const publicUrl = url('PUBLIC_URL', `http://127.0.0.1:${port}`);
   const allow = (get('SWITCHBOARD_ALLOW_PRIVATE_URLS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  try {
+    new UrlGuard({ allowPrivate: allow });
+  } catch (err) {
+    problems.push(`SWITCHBOARD_ALLOW_PRIVATE_URLS: ${(err as Error).message}`);
+  }
   const logLevel = get('LOG_LEVEL') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; it is "${logLevel}"`);
 
