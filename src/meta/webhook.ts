@@ -193,6 +193,15 @@ function num(value: JsonValue | undefined): number | null {
   return null;
 }
 
+// The largest time a JavaScript Date holds; a timestamp past it (or below zero) is not a time.
+const MAX_TIME_MS = 8_640_000_000_000_000;
+
+/** A time Meta gave (epoch ms, or s for some `changes`), or null when it is none or out of range. */
+function time(value: JsonValue | undefined): number | null {
+  const n = num(value);
+  return n !== null && n >= 0 && n <= MAX_TIME_MS ? n : null;
+}
+
 function objectAt(item: JsonObject, key: string): JsonObject {
   const value = item[key];
   if (!isObject(value)) throw new ItemError(`${key} is not an object`);
@@ -320,7 +329,7 @@ export function parseMessagingItem(
   }
   const senderId = idOf(item['sender']);
   const recipientId = idOf(item['recipient']) ?? entry.id;
-  const timestamp = num(item['timestamp']) ?? entry.time;
+  const timestamp = time(item['timestamp']) ?? entry.time;
   try {
     const addressed = (): AddressedEvent => ({
       ...base,
@@ -371,13 +380,13 @@ export function parseMessagingItem(
         ...addressed(),
         kind: 'delivery',
         mids: Array.isArray(mids) ? mids.map((m) => idString(m)).filter((m): m is string => m !== null) : [],
-        watermark: num(delivery['watermark']),
+        watermark: time(delivery['watermark']),
       };
     }
 
     if (item['read'] !== undefined) {
       const read = objectAt(item, 'read');
-      const watermark = num(read['watermark']);
+      const watermark = time(read['watermark']);
       const mid = str(read['mid']) ?? null;
       if (watermark === null && mid === null) throw new ItemError('read has neither watermark nor mid');
       return { ...addressed(), kind: 'read', watermark, mid };
@@ -496,14 +505,14 @@ export function parseChangeItem(item: JsonValue, entry: EntryContext = { id: nul
   }
   const value = item['value'] ?? null;
   const from = isObject(value) ? idOf(value['from']) : null;
-  const time = isObject(value) ? num(value['timestamp']) ?? num(value['created_time']) : null;
+  const at = isObject(value) ? time(value['timestamp']) ?? time(value['created_time']) : null;
   return {
     source: 'changes',
     raw: item,
     kind: 'change',
     sender_id: from,
     recipient_id: entry.id,
-    timestamp: time ?? entry.time,
+    timestamp: at ?? entry.time,
     field: item['field'],
     value,
   };
@@ -517,7 +526,7 @@ function parseEntry(entry: JsonValue): ParsedEntry {
       items: [{ source: 'messaging', raw: entry, kind: 'unknown', sender_id: null, recipient_id: null, timestamp: null, error: 'the entry is not an object' }],
     };
   }
-  const context: EntryContext = { id: idString(entry['id']), time: num(entry['time']) };
+  const context: EntryContext = { id: idString(entry['id']), time: time(entry['time']) };
   const items: MetaEvent[] = [];
   for (const source of ['messaging', 'standby'] as const) {
     const list = entry[source];

@@ -346,3 +346,15 @@ describe('malformed input', () => {
     expect(items[0]).toMatchObject({ kind: 'message', timestamp: 1700000000000 });
   });
 });
+
+describe('times out of range', () => {
+  it('fall back to the entry time, or make the item unknown (stored raw), instead of failing later', () => {
+    const message = { sender: { id: '1' }, recipient: { id: '2' }, message: { mid: 'm_1', text: 'hi' } };
+    const fallback = parseMessagingItem({ ...message, timestamp: 1e300 }, 'messaging', { id: '2', time: 1_764_000_000_000 });
+    expect(fallback).toMatchObject({ kind: 'message', timestamp: 1_764_000_000_000 });
+    const none = parseMessagingItem({ ...message, timestamp: -5 }, 'messaging', { id: '2', time: null });
+    expect(none).toMatchObject({ kind: 'unknown', error: 'missing timestamp' });
+    const [event] = [...webhookEvents(parseWebhook(JSON.stringify({ object: 'page', entry: [{ id: '2', time: 1e300, messaging: [{ ...message, timestamp: 1e299 }] }] })))];
+    expect(event?.event).toMatchObject({ kind: 'unknown' });
+  });
+});
