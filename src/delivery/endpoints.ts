@@ -108,10 +108,18 @@ export type SenderCallbackSettings = Pick<
 /**
  * Keeps one endpoint row per sender role in step with the sender's callback settings: inbound
  * events go to `inbound_url` (with the sender's fallback URL), `message.status` to `status_url`.
- * A role whose URL is cleared (or a disconnected sender) has its endpoint deleted. Call it in the
- * transaction that changes the sender.
+ * A role whose URL is cleared (or a disconnected sender) has its endpoint deleted. A role named in
+ * `reenable` (its URL was just set again, the business having fixed its server) is enabled again
+ * if delivery had disabled it after failing for days. Call it in the transaction that changes the
+ * sender.
  */
-export async function syncSenderEndpoints(trx: Db, secrets: SecretBox, sender: SenderCallbackSettings, now: number = Date.now()): Promise<void> {
+export async function syncSenderEndpoints(
+  trx: Db,
+  secrets: SecretBox,
+  sender: SenderCallbackSettings,
+  now: number = Date.now(),
+  reenable: ReadonlySet<'inbound' | 'status'> = new Set(),
+): Promise<void> {
   const live = sender.health !== 'disconnected';
   const wanted: Array<{ role: 'inbound' | 'status'; url: string | null; method: string; fallback_url: string | null; fallback_method: string }> = [
     { role: 'inbound', url: live ? sender.inbound_url : null, method: sender.inbound_method, fallback_url: sender.fallback_url, fallback_method: sender.fallback_method },
@@ -130,7 +138,8 @@ export async function syncSenderEndpoints(trx: Db, secrets: SecretBox, sender: S
       if (existing.fallback_url !== want.fallback_url) changes.fallback_url = want.fallback_url;
       if (existing.fallback_method !== want.fallback_method) changes.fallback_method = want.fallback_method;
       if (existing.format !== sender.format) changes.format = sender.format;
-      if (Object.keys(changes).length > 0) await trx.updateTable('endpoints').set({ ...changes, updated_at: now }).where('id', '=', existing.id).execute();
+      const enable = existing.enabled === 0 && reenable.has(want.role) ? { enabled: 1, disabled_at: null, disabled_reason: null, failing_since: null } : {};
+      if (Object.keys(changes).length > 0 || 'enabled' in enable) await trx.updateTable('endpoints').set({ ...changes, ...enable, updated_at: now }).where('id', '=', existing.id).execute();
       continue;
     }
     await accountSigningEndpoint(trx, secrets, sender.account_id, now);

@@ -121,6 +121,14 @@ describe('senders', () => {
     expect(unknown.body.error.code).toBe('VALIDATION_FAILED');
     const cleared = await s.api<Sender>('PATCH', `/v1/senders/${sender.id}`, { inbound_url: null });
     expect(cleared.body.inbound_url).toBeNull();
+    // Delivery disabled the inbound endpoint after days of failures; setting the URL again enables it.
+    await s.api<Sender>('PATCH', `/v1/senders/${sender.id}`, { inbound_url: 'http://127.0.0.1:9/in' });
+    const endpointOf = () => s.store.db.selectFrom('endpoints').select(['enabled', 'disabled_at', 'failing_since']).where('sender_id', '=', sender.id).where('role', '=', 'inbound').where('deleted_at', 'is', null).executeTakeFirstOrThrow();
+    await s.store.db.updateTable('endpoints').set({ enabled: 0, disabled_at: 1, disabled_reason: 'failing', failing_since: 1 }).where('sender_id', '=', sender.id).where('role', '=', 'inbound').execute();
+    await s.api<Sender>('PATCH', `/v1/senders/${sender.id}`, { human_agent: false });
+    expect((await endpointOf()).enabled).toBe(0);
+    await s.api<Sender>('PATCH', `/v1/senders/${sender.id}`, { inbound_url: 'http://127.0.0.1:9/in' });
+    expect(await endpointOf()).toEqual({ enabled: 1, disabled_at: null, failing_since: null });
     // Only formats a dialect provides: another would leave every event of the sender undeliverable.
     const format = await s.api<{ error: { code: string; details: { field: string } } }>('PATCH', `/v1/senders/${sender.id}`, { format: 'smoke-signals' });
     expect(format.status).toBe(400);

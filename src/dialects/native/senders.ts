@@ -214,7 +214,11 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
         await ctx.queue.transaction(async (trx) => {
           await trx.updateTable('senders').set(changes).where('account_id', '=', req.account.id).where('id', '=', sender.id).execute();
           const updated = await trx.selectFrom('senders').selectAll().where('id', '=', sender.id).executeTakeFirstOrThrow();
-          await syncSenderEndpoints(trx, ctx.secrets, updated);
+          // Setting a callback URL again (the same or another) is how a business says its server works again.
+          const reenable = new Set<'inbound' | 'status'>();
+          if (b.inbound_url !== undefined || b.fallback_url !== undefined) reenable.add('inbound');
+          if (b.status_url !== undefined) reenable.add('status');
+          await syncSenderEndpoints(trx, ctx.secrets, updated, ctx.now(), reenable);
         });
         return presentSender(await requireSender(ctx, req.account.id, sender.id));
       },
