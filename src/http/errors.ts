@@ -38,6 +38,9 @@ export function installErrorHandling(app: FastifyInstance): void {
     const known = isGatewayError(err) ? err : fromFastify(err);
     if (known) {
       if (known.status >= 500) request.log.error({ err }, 'request failed');
+      // The standard header for "come back later", in whole seconds, wherever the error says when.
+      const retryAfter = known.details['retry_after_ms'];
+      if (typeof retryAfter === 'number' && retryAfter > 0) void reply.header('retry-after', String(Math.ceil(retryAfter / 1000)));
       return reply.status(known.status).send(known.toJSON());
     }
     request.log.error({ err }, 'unexpected error');
