@@ -61,6 +61,12 @@ describe('senders', () => {
     expect(res.status).toBeLessThan(500);
     expect(res.body.error.code).toBe('META_TOKEN_INVALID');
     expect(res.body.error.message).toMatch(/Meta refused/);
+    // A paste that brought a line break or a control character along never reaches Meta.
+    for (const access_token of ['EAAB\ntoken-with-a-break', 'EAAB\u0007token-with-a-bell', 'EAAB token with spaces']) {
+      const bad = await s.api<{ error: { code: string; details: { field: string } } }>('POST', '/v1/senders', { access_token });
+      expect(bad.status).toBe(400);
+      expect(bad.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'body.access_token' } });
+    }
   });
 
   it('connect Pages through Facebook Login for Business', async () => {

@@ -58,6 +58,9 @@ const OptOutSettings = Type.Object(
   { additionalProperties: false },
 );
 
+// Meta's tokens are visible ASCII; anything else (spaces, control characters) is a paste gone wrong.
+const PageToken = Type.String({ minLength: 10, maxLength: 1000, pattern: '^[\\x21-\\x7e]+$', description: 'A Page access token' });
+
 // Null first: with type coercion on, a union that lists the string first turns null into "".
 const UrlOrNull = Type.Union([Type.Null(), Type.String({ minLength: 1, maxLength: 2048 })]);
 
@@ -154,7 +157,7 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
           summary: 'Connect a Page (or its linked Instagram account) with a pasted Page access token',
           body: Type.Object(
             {
-              access_token: Type.String({ minLength: 10, maxLength: 1000 }),
+              access_token: PageToken,
               page_id: Type.Optional(Type.String({ pattern: '^[0-9]{1,32}$' })),
               channel: Type.Optional(Channel),
               name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
@@ -237,7 +240,7 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
           tags: ['senders'],
           summary: 'Give a sender a new Page access token (after reauth_required)',
           params: IdParams,
-          body: Type.Object({ access_token: Type.String({ minLength: 10, maxLength: 1000 }) }, { additionalProperties: false }),
+          body: Type.Object({ access_token: PageToken }, { additionalProperties: false }),
           response: { 200: Type.Ref('Sender'), ...commonErrors, 422: Type.Ref('Error'), 502: Type.Ref('Error') },
         },
       },
