@@ -90,6 +90,13 @@ describeEachEngine('sending, the whole surface', (engine) => {
     expect(multi.body['sender_id']).toBe(world.senderId);
     expect(String(multi.body['meta_attachment_id'])).toMatch(/^\d+$/);
 
+    // Plain text and JSON files are files too, streamed like any other.
+    const text = await upload(Buffer.from('opening hours: 9-17\n'), 'text/plain', '?filename=hours.txt');
+    expect(text.status).toBe(201);
+    expect(text.body).toMatchObject({ type: 'file', content_type: 'text/plain', size: 20 });
+    const json = await upload(Buffer.from('{"menu": ["espresso"]}'), 'application/json', '?filename=menu.json');
+    expect(json.status).toBe(201);
+    expect(json.body).toMatchObject({ type: 'file', content_type: 'application/json' });
     const exe = await upload(Buffer.from('MZ'), 'application/x-msdownload');
     expect(exe.status).toBe(415);
     expect(exe.body.error?.code).toBe('MEDIA_TYPE_UNSUPPORTED');

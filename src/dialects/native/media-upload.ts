@@ -86,7 +86,9 @@ export function mediaUploadRoutes(ctx: PipelineContext): FastifyPluginAsyncTypeb
     // One file per request; the size check itself is ours (MediaFiles aborts past the limit), so
     // busboy's limit sits one byte above it only as a backstop.
     await app.register(multipart, { limits: { files: 1, fields: MAX_FORM_FIELDS + 1, fileSize: UPLOAD_MAX_BYTES + 1 } });
-    // Any other content type is the file itself, streamed to storage (never buffered whole).
+    // Any other content type, JSON and plain text included, is the file itself, streamed to storage
+    // (never buffered whole); whether its type may be sent is the upload's check.
+    app.removeContentTypeParser(['application/json', 'text/plain']);
     app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
     app.post(
@@ -132,9 +134,6 @@ export function mediaUploadRoutes(ctx: PipelineContext): FastifyPluginAsyncTypeb
           const contentType = req.headers['content-type'];
           if (contentType === undefined || req.body === undefined || req.body === null) {
             throw new GatewayError('VALIDATION_FAILED', { field: 'body', reason: 'send the file as multipart/form-data or as the body with its content type' });
-          }
-          if (typeof (req.body as Readable).pipe !== 'function') {
-            throw new GatewayError('UNSUPPORTED_CONTENT_TYPE', {}, 'Upload JSON files as multipart/form-data; a JSON body is not a file here.');
           }
           input = { accountId: req.account.id, source: req.body as Readable, contentType, filename: q.filename ?? null };
           if (q.sender_id !== undefined) input.senderId = q.sender_id;
