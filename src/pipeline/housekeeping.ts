@@ -3,6 +3,8 @@
  * - Idempotency-Key records after 24 hours (the API's contract, `idempotency.ts`): without this the
  *   table keeps every key and its full response for ever.
  * - Facebook Login states of flows never finished, once past their `expires_at`.
+ * - The keys of webhook items already forwarded (`inbound_item_keys`) after a week: Meta stops
+ *   retrying a delivery long before.
  *
  * Each table is purged oldest first in batches of `batchSize` rows, with a turn of the event loop
  * between batches, so a large backlog (after a long downtime) never holds the loop on SQLite or a
@@ -13,6 +15,7 @@
 import type { Db } from '../store/db.js';
 import { purgeIdempotencyRecords } from '../store/idempotency.js';
 import { purgeExpiredOauthStates } from '../store/oauth-states.js';
+import { purgeInboundItemKeys } from '../store/inbound-item-keys.js';
 import { IDEMPOTENCY_TTL_MS } from './idempotency.js';
 
 export interface HousekeepingOptions {
@@ -23,7 +26,11 @@ export interface HousekeepingOptions {
 export interface HousekeepingResult {
   idempotency_keys: number;
   oauth_states: number;
+  inbound_item_keys: number;
 }
+
+/** How long the key of a forwarded webhook item is kept. */
+export const INBOUND_ITEM_KEY_TTL_MS = 7 * 24 * 3_600_000;
 
 const DEFAULT_BATCH_SIZE = 500;
 const DEFAULT_MAX_BATCHES = 200;
@@ -48,5 +55,6 @@ export async function purgeExpired(db: Db, now: number, options: HousekeepingOpt
   return {
     idempotency_keys: await inBatches((limit) => purgeIdempotencyRecords(db, now - IDEMPOTENCY_TTL_MS, limit), batchSize, maxBatches),
     oauth_states: await inBatches((limit) => purgeExpiredOauthStates(db, now, limit), batchSize, maxBatches),
+    inbound_item_keys: await inBatches((limit) => purgeInboundItemKeys(db, now - INBOUND_ITEM_KEY_TTL_MS, limit), batchSize, maxBatches),
   };
 }

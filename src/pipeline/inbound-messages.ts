@@ -15,9 +15,10 @@ import { insertInboundMedia } from '../store/media.js';
 import { findMessageByMid, messageExistsByMid, updateMessageContent } from '../store/messages.js';
 import type { SenderRow } from '../store/schema.js';
 import { emitEvent } from './events.js';
+import { rememberInboundItem } from '../store/inbound-item-keys.js';
 import { confirmOptOut } from './opt-out.js';
 import { openInboundConversation, upsertInboundContact } from './inbound-contacts.js';
-import { DuplicateItem, itemTime } from './inbound-context.js';
+import { DuplicateItem, derivedMid, itemTime } from './inbound-context.js';
 import { inboundMessageRow, insertInboundOrRollback } from './inbound-rows.js';
 import type { InboundItemContext, ItemOutcome } from './inbound-context.js';
 import { emitRawEvent } from './inbound-raw.js';
@@ -168,7 +169,9 @@ export async function handleMessage(ic: InboundItemContext, ev: MetaMessageEvent
  */
 async function handleUnsend(ic: InboundItemContext, ev: MetaMessageEvent): Promise<ItemOutcome> {
   const { ctx, sender } = ic;
-  await ctx.queue.transaction(async (trx) => {
+  const handled = await ctx.queue.transaction(async (trx) => {
+    // Meta's retry of the same unsend forwards nothing more.
+    if (!(await rememberInboundItem(trx, sender.id, derivedMid('unsend', ev.raw), ctx.now()))) return false;
     const original = await findMessageByMid(trx, sender.id, ev.mid);
     if (original && original.direction === 'inbound') {
       const content = parseContent(original.content);
@@ -177,7 +180,9 @@ async function handleUnsend(ic: InboundItemContext, ev: MetaMessageEvent): Promi
       }
     }
     await emitRawEvent(trx, ic, ev, original ? { conversation_id: original.conversation_id, message_id: original.id } : {});
+    return true;
   });
+  if (!handled) return 'duplicate';
   return 'updated';
 }
 

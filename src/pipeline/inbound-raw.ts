@@ -2,7 +2,8 @@
  * Items the gateway has no type for (new Meta event kinds, handover, policy enforcement, `changes`
  * such as comments): forwarded as a `raw` event with the item as received, never dropped. An
  * unknown item from a person is also stored as a message of kind `raw` in their conversation, so
- * it shows in the thread and Meta's retries of it are dropped like any message.
+ * it shows in the thread and Meta's retries of it are dropped like any message; any other is
+ * remembered by a hash of the item (`inbound_item_keys`) so its retries are dropped too.
  */
 import type { MetaEvent } from '../meta/webhook.js';
 import type { Db } from '../store/db.js';
@@ -12,6 +13,7 @@ import { openInboundConversation, upsertInboundContact } from './inbound-contact
 import { derivedMid, DuplicateItem, itemTime } from './inbound-context.js';
 import type { InboundItemContext, ItemOutcome } from './inbound-context.js';
 import { messageExistsByMid } from '../store/messages.js';
+import { rememberInboundItem } from '../store/inbound-item-keys.js';
 import { inboundMessageRow, insertInboundOrRollback } from './inbound-rows.js';
 
 export async function emitRawEvent(
@@ -49,8 +51,13 @@ export async function handleRaw(ic: InboundItemContext, ev: MetaEvent): Promise<
   const { ctx } = ic;
   const psid = personOf(ic, ev);
   if (psid === null) {
-    await ctx.queue.transaction((trx) => emitRawEvent(trx, ic, ev));
-    return 'forwarded';
+    // No message row to be unique: the item's own key makes Meta's retries of it forward nothing more.
+    const forwarded = await ctx.queue.transaction(async (trx) => {
+      if (!(await rememberInboundItem(trx, ic.sender.id, derivedMid('raw', ev.raw), ctx.now()))) return false;
+      await emitRawEvent(trx, ic, ev);
+      return true;
+    });
+    return forwarded ? 'forwarded' : 'duplicate';
   }
   const mid = derivedMid('raw', ev.raw);
   if (await messageExistsByMid(ctx.store.db, ic.sender.id, mid)) return 'duplicate';

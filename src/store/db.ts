@@ -17,6 +17,7 @@ import * as m003 from './migrations/003_delivery.js';
 import * as m004 from './migrations/004_hot_paths.js';
 import * as m005 from './migrations/005_event_indexes.js';
 import * as m006 from './migrations/006_expiry_indexes.js';
+import * as m007 from './migrations/007_inbound_item_keys.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -150,6 +151,7 @@ function migrations(engine: Engine): Record<string, Migration> {
     '004_hot_paths': { up: (db) => m004.up(db, engine) },
     '005_event_indexes': { up: (db) => m005.up(db) },
     '006_expiry_indexes': { up: (db) => m006.up(db) },
+    '007_inbound_item_keys': { up: (db) => m007.up(db) },
   };
 }
 

@@ -282,6 +282,13 @@ export interface OauthStatesTable {
   expires_at: number;
 }
 
+export interface InboundItemKeysTable {
+  sender_id: string;
+  /** A hash of the item (`derivedMid`). */
+  key: string;
+  created_at: number;
+}
+
 export interface JobsTable {
   id: Generated<number>;
   kind: string;
@@ -317,6 +324,7 @@ export interface Database {
   media: MediaTable;
   idempotency_keys: IdempotencyKeysTable;
   oauth_states: OauthStatesTable;
+  inbound_item_keys: InboundItemKeysTable;
   jobs: JobsTable;
 }
 

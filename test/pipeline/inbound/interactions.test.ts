@@ -152,5 +152,26 @@ describeEachEngine('inbound interactions', (engine) => {
     const events = await h.events('raw');
     expect(events.map((e) => e.data['source']).sort()).toEqual(['changes', 'messaging', 'standby']);
     expect(events.find((e) => e.data['source'] === 'changes')!.data['item']).toEqual(change);
+    // Meta delivers the same batch twice more: nothing is forwarded again.
+    for (let retry = 0; retry < 2; retry++) {
+      const again = await h.ingest({ object: 'page', entry: [{ id: PAGE, time: T0, changes: [change], messaging: [handover], standby: [policy] }] });
+      expect(again.outcomes).toEqual(['duplicate', 'duplicate', 'duplicate']);
+    }
+    expect(await h.events('raw')).toHaveLength(3);
+    // The same kind of item with other content is another item.
+    const another = { ...change, value: { ...change.value, message: 'very nice' } };
+    expect((await h.ingest({ object: 'page', entry: [{ id: PAGE, time: T0, changes: [another] }] })).outcomes).toEqual(['forwarded']);
+  });
+
+  it('mark an Instagram message unsent and forward the unsend once, however often Meta sends it', async () => {
+    h = await openHarness(engine, { metaId: PAGE, channel: 'instagram' });
+    const sent = await h.ingest(pageEnvelope(PAGE, [textItem(PAGE, PSID, 'm_ig_1', 'oops, wrong chat', T0)], 'instagram'));
+    expect(sent.outcomes).toEqual(['stored']);
+    const unsend = from(PSID, T0 + 1_000, { message: { mid: 'm_ig_1', is_deleted: true } });
+    expect((await h.ingest(pageEnvelope(PAGE, [unsend], 'instagram'))).outcomes).toEqual(['updated']);
+    expect((await h.ingest(pageEnvelope(PAGE, [unsend], 'instagram'))).outcomes).toEqual(['duplicate']);
+    const [message] = await h.messages();
+    expect(JSON.parse(message!.content)).toMatchObject({ text: 'oops, wrong chat', is_deleted: true });
+    expect(await h.events('raw')).toHaveLength(1);
   });
 });
