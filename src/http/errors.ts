@@ -47,8 +47,27 @@ export function installErrorHandling(app: FastifyInstance): void {
     const internal = new GatewayError('INTERNAL');
     return reply.status(500).send(internal.toJSON());
   });
+  // Every route's path as a pattern, so a path that exists under other methods answers 405 with
+  // the methods it takes (Fastify's router answers 404 for both).
+  const routes: { pattern: RegExp; methods: Set<string> }[] = [];
+  app.addHook('onRoute', (route) => {
+    const pattern = new RegExp(`^${route.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z0-9_]+/g, '[^/]+')}/?$`);
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const known = routes.find((r) => r.pattern.source === pattern.source);
+    if (known) for (const m of methods) known.methods.add(m);
+    else routes.push({ pattern, methods: new Set(methods) });
+  });
   app.setNotFoundHandler((request, reply) => {
-    const err = new GatewayError('NOT_FOUND', { resource: 'route' }, `There is no route ${request.method} ${request.url.split('?')[0]}.`);
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = new Set<string>();
+    for (const r of routes) if (r.pattern.test(path)) for (const m of r.methods) allowed.add(m);
+    allowed.delete('HEAD');
+    if (allowed.size > 0 && !allowed.has(request.method)) {
+      const list = [...allowed].sort();
+      const err = new GatewayError('METHOD_NOT_ALLOWED', { method: request.method, allowed: list }, `${path} does not take ${request.method}; it takes ${list.join(', ')}.`);
+      return reply.status(405).header('allow', list.join(', ')).send(err.toJSON());
+    }
+    const err = new GatewayError('NOT_FOUND', { resource: 'route' }, `There is no route ${request.method} ${path}.`);
     return reply.status(404).send(err.toJSON());
   });
 }

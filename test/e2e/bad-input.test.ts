@@ -96,4 +96,25 @@ describe('bad input', () => {
     expect(big.status).toBe(431);
     expect((JSON.parse(big.body) as ErrorBody).error.code).toBe('HEADERS_TOO_LARGE');
   });
+
+  it('answers a known path with the wrong method with 405 and Allow, an unknown path with 404, and an unknown query parameter with 400', async () => {
+    const auth = { authorization: `Bearer ${s.account.key}` };
+    const wrong = await fetch(`${s.url}/v1/messages`, { method: 'DELETE', headers: auth });
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('GET, POST');
+    expect(((await wrong.json()) as ErrorBody).error.code).toBe('METHOD_NOT_ALLOWED');
+    const byId = await fetch(`${s.url}/v1/senders/${senderId}`, { method: 'PUT', headers: auth });
+    expect(byId.status).toBe(405);
+    expect(byId.headers.get('allow')).toBe('DELETE, GET, PATCH');
+    const nowhere = await fetch(`${s.url}/v1/nowhere`, { headers: auth });
+    expect(nowhere.status).toBe(404);
+    expect(((await nowhere.json()) as ErrorBody).error.code).toBe('NOT_FOUND');
+    for (const path of ['/v1/events?sender=snd_x', '/v1/senders?limt=5', '/v1/endpoints?sender=x', '/v1/accounts?page=2', '/v1/messages?foo=1']) {
+      const res = await fetch(`${s.url}${path}`, { headers: auth });
+      expect(res.status, path).toBe(400);
+      const body = (await res.json()) as ErrorBody;
+      expect(body.error.code).toBe('VALIDATION_FAILED');
+      expect(String(body.error.details['field'])).toMatch(/^querystring\./);
+    }
+  });
 });

@@ -175,7 +175,7 @@ export function endpointRoutes(deps: EndpointRouteDeps): FastifyPluginAsyncTypeb
         schema: {
           tags: ['endpoints'],
           summary: 'List endpoints',
-          querystring: Type.Intersect([PageQuery, Type.Object({ sender_id: Type.Optional(Type.String({ maxLength: 64 })) })]),
+          querystring: Type.Object({ ...PageQuery.properties, sender_id: Type.Optional(Type.String({ maxLength: 64 })) }, { additionalProperties: false }),
           response: { 200: listOf(EndpointSchema), ...commonErrors },
         },
       },

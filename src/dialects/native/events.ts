@@ -56,16 +56,17 @@ const DeliverySchema = Type.Object({
 
 const EventWithDeliveries = Type.Intersect([EventSchema, Type.Object({ deliveries: Type.Array(DeliverySchema) })]);
 
-const EventQuery = Type.Intersect([
-  PageQuery,
-  Type.Object({
+const EventQuery = Type.Object(
+  {
+    ...PageQuery.properties,
     type: Type.Optional(Type.Union(EVENT_TYPES.map((t) => Type.Literal(t)))),
     since: Type.Optional(Type.String({ format: 'date-time', description: 'Events created at or after this time.' })),
     until: Type.Optional(Type.String({ format: 'date-time', description: 'Events created before this time.' })),
     sender_id: Type.Optional(Type.String({ maxLength: 64 })),
     conversation_id: Type.Optional(Type.String({ maxLength: 64 })),
-  }),
-]);
+  },
+  { additionalProperties: false },
+);
 
 function presentEvent(e: EventRow) {
   return {
@@ -153,7 +154,7 @@ export function eventRoutes(deps: EventRouteDeps): FastifyPluginAsyncTypebox {
           tags: ['events'],
           summary: 'Deliver an event again: to one endpoint, or to every endpoint and callback it went to',
           params: IdParams,
-          querystring: Type.Object({ endpoint_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Only to this endpoint (it need not have had the event before).' })) }),
+          querystring: Type.Object({ endpoint_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Only to this endpoint (it need not have had the event before).' })) }, { additionalProperties: false }),
           response: { 202: Type.Object({ event_id: Type.String(), delivery_ids: Type.Array(Type.String()) }), ...commonErrors, 409: Type.Ref('Error') },
         },
       },

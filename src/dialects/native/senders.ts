@@ -173,7 +173,7 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
       },
     );
 
-    app.get('/senders', { schema: { tags: ['senders'], summary: 'List senders', querystring: Type.Intersect([PageQuery, Type.Object({ include_disconnected: Type.Optional(Type.Boolean()) })]), response: { 200: listOf(Type.Ref('Sender')), ...commonErrors } } }, async (req) => {
+    app.get('/senders', { schema: { tags: ['senders'], summary: 'List senders', querystring: Type.Object({ ...PageQuery.properties, include_disconnected: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), response: { 200: listOf(Type.Ref('Sender')), ...commonErrors } } }, async (req) => {
       const limit = req.query.limit ?? 50;
       const rows = await listSenders(ctx.store.db, req.account.id, { after: req.query.after, limit: limit + 1, includeDisconnected: req.query.include_disconnected ?? false });
       const p = page(rows, limit);
@@ -260,7 +260,7 @@ export function senderRoutes(ctx: PipelineContext): FastifyPluginAsyncTypebox {
           tags: ['senders'],
           summary: "Events Meta sent for this sender's Page or Instagram account while no account owned it",
           params: IdParams,
-          querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })), after: Type.Optional(Type.Integer({ minimum: 0 })) }),
+          querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })), after: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false }),
           response: {
             200: Type.Object({
               data: Type.Array(Type.Object({ id: Type.Integer(), object: Type.String(), entry_id: Type.String(), item: Type.Unknown(), received_at: Timestamp })),
