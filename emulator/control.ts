@@ -43,6 +43,8 @@ const AppPatch = Type.Object({
 const PageInput = Type.Object({
   app_id: Id,
   id: Type.Optional(NumericId),
+  // The permissions the Page's token carries (debug_token shows them); Meta's usual set by default.
+  scopes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 50 })),
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   category: Type.Optional(Type.String({ maxLength: 100 })),
   instagram: Type.Optional(
@@ -290,7 +292,7 @@ export function registerControl(root: FastifyInstance, ctx: EmulatorContext): vo
       };
       state.instagramAccounts.set(igId, id);
     }
-    page.currentToken = state.issuePageToken(owner.id, id, [...DEFAULT_SCOPES]).token;
+    page.currentToken = state.issuePageToken(owner.id, id, [...(body.scopes ?? DEFAULT_SCOPES)]).token;
     state.pages.set(id, page);
     if (body.subscribe !== undefined && body.subscribe !== false) {
       const fields = body.subscribe === true ? [...WEBHOOK_FIELDS] : body.subscribe;

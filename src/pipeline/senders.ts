@@ -238,8 +238,14 @@ export async function checkSender(ctx: PipelineContext, senderId: string): Promi
   const token = ctx.secrets.open(sender.token_enc);
   try {
     const info = await ctx.graph.debugToken(token);
+    const scopes = Array.isArray(info['scopes']) ? (info['scopes'] as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+    const needed = sender.channel === 'instagram' ? 'instagram_manage_messages' : 'pages_messaging';
     if (!info.is_valid) {
       await setSenderHealth(ctx, sender, 'reauth_required', 'the Page token is no longer valid');
+    } else if (scopes.length > 0 && !scopes.includes(needed)) {
+      // A token without the messaging permission cannot send: degraded until someone grants it,
+      // rather than active until the next send fails (and back again at the next check).
+      await setSenderHealth(ctx, sender, 'degraded', `the Page token lacks the ${needed} permission`);
     } else {
       const apps = await ctx.graph.getSubscribedApps(sender.page_id, token);
       const ours = apps.find((a) => a.id === ctx.graph.appId);

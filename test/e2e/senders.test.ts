@@ -1,5 +1,6 @@
 /** Connecting Pages and Instagram accounts against the emulator, and keeping their health. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkSender } from '../../src/pipeline/senders.js';
 import { eventually, startStack } from '../support/stack.js';
 import type { Stack } from '../support/stack.js';
 
@@ -186,5 +187,25 @@ describe('senders', () => {
     const other = await s.newAccount('New owner');
     const taken = await s.api('POST', '/v1/senders', { access_token: page.access_token }, other.key);
     expect(taken.status).toBe(201);
+  });
+
+  it('periodic check: restores a lost subscription, and keeps a token without the messaging permission degraded', async () => {
+    const { page, sender } = await s.connectPage({ name: 'Checked' });
+    const graph = `${s.emulator.url}/v25.0/${page.id}/subscribed_apps?access_token=${encodeURIComponent(page.access_token)}`;
+    expect((await fetch(graph, { method: 'DELETE' })).status).toBe(200);
+    expect((await s.emu<{ subscribed_apps: unknown[] }>('GET', `/_emulator/pages/${page.id}`)).body.subscribed_apps).toEqual([]);
+    const checked = await checkSender(s.gateway.ctx, sender.id);
+    expect(checked?.health).toBe('active');
+    expect((await s.emu<{ subscribed_apps: unknown[] }>('GET', `/_emulator/pages/${page.id}`)).body.subscribed_apps).toHaveLength(1);
+
+    const limited = (await s.emu<{ id: string; access_token: string }>('POST', '/_emulator/pages', { app_id: s.app.id, name: 'No messaging', scopes: ['pages_show_list', 'pages_manage_metadata'] })).body;
+    const connected = await s.api<Sender>('POST', '/v1/senders', { access_token: limited.access_token, page_id: limited.id });
+    expect(connected.status).toBe(201);
+    await checkSender(s.gateway.ctx, connected.body.id);
+    const row = await s.store.db.selectFrom('senders').select(['health', 'health_reason']).where('id', '=', connected.body.id).executeTakeFirstOrThrow();
+    expect(row).toEqual({ health: 'degraded', health_reason: 'the Page token lacks the pages_messaging permission' });
+    // Checked again, it stays degraded: no back and forth.
+    await checkSender(s.gateway.ctx, connected.body.id);
+    expect((await s.store.db.selectFrom('senders').select('health').where('id', '=', connected.body.id).executeTakeFirstOrThrow()).health).toBe('degraded');
   });
 });
