@@ -184,3 +184,31 @@ describeEachEngine('sending through failures', (engine) => {
     expect(pageTexts(await world.thread(customer.psid))).toEqual(['now it works']);
   });
 });
+
+describeEachEngine('a send that times out after Meta accepted it', (engine) => {
+  let world: World;
+  beforeAll(async () => {
+    // The gateway gives up on Meta's answer after 400 ms; Meta takes 1.2 s, then sends.
+    world = await startWorld(engine, { metaTimeoutMs: 400, send: { reconcileWaitMs: 8_000 } });
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('waits for the echo of the timed-out send instead of sending again: the customer gets it once', async () => {
+    const customer = await world.customer('slow Meta');
+    const slow = await world.control('POST', '/_emulator/faults', { page: world.pageId, path: '/messages', kind: 'latency', ms: 1_200, count: 1 });
+    expect(slow.status).toBeLessThan(300);
+    const res = await world.api<Accepted>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, text: 'worth the wait' });
+    expect(res.status).toBe(202);
+    const sent = await world.waitForSent(res.body.id, 30_000);
+    const history = sent.status_history.map((h) => h.status);
+    expect(history.slice(0, 4)).toEqual(['accepted', 'queued', 'sending', 'sent']);
+    // The timeout really happened: the message waited for its echo with the gateway's code for it.
+    const raw = await world.store.db.selectFrom('messages').select('raw').where('id', '=', res.body.id).executeTakeFirstOrThrow();
+    expect(JSON.parse(raw.raw ?? '{}')).toMatchObject({ lost: 1 });
+    // A moment more for any second copy to show up in the thread; none does.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(pageTexts(await world.thread(customer.psid)).filter((t) => t === 'worth the wait')).toHaveLength(1);
+  });
+});
