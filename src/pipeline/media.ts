@@ -149,7 +149,7 @@ async function pointAttachmentAtCopy(ctx: PipelineContext, media: MediaRow, trx 
 export type MediaOutcome = 'stored' | 'already_stored' | 'missing';
 
 /** Downloads one media row and records the outcome. Throws `MediaDownloadError` after recording a failure. */
-export async function processMediaDownload(ctx: PipelineContext, mediaId: string, signal?: AbortSignal): Promise<MediaOutcome> {
+export async function processMediaDownload(ctx: PipelineContext, mediaId: string, signal?: AbortSignal, lastTry = false): Promise<MediaOutcome> {
   const media = await getMediaById(ctx.store.db, mediaId);
   if (!media) return 'missing';
   if (media.status === 'stored') return 'already_stored';
@@ -158,7 +158,7 @@ export async function processMediaDownload(ctx: PipelineContext, mediaId: string
     downloaded = await downloadMedia(ctx, media, signal);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    await markMediaFailed(ctx.store.db, media.id, message, ctx.now());
+    await markMediaFailed(ctx.store.db, media.id, message, ctx.now(), lastTry || (err instanceof MediaDownloadError && err.permanent));
     ctx.logger.warn({ account: media.account_id, media: media.id, message: media.message_id, err: message }, 'media download failed');
     throw err;
   }
@@ -173,7 +173,7 @@ export function mediaDownloadHandler(ctx: PipelineContext): JobHandler {
   return async (job, jobContext) => {
     const payload = (typeof job.payload === 'string' ? JSON.parse(job.payload) : job.payload) as MediaDownloadPayload;
     try {
-      await processMediaDownload(ctx, payload.media_id, jobContext.signal);
+      await processMediaDownload(ctx, payload.media_id, jobContext.signal, job.attempts >= job.maxAttempts);
     } catch (err) {
       if (err instanceof MediaDownloadError && err.permanent) throw new PermanentJobError(err.message, { cause: err });
       throw new RetryableJobError((err as Error).message, { cause: err });
@@ -196,7 +196,12 @@ export async function openMedia(ctx: PipelineContext, accountId: string, mediaId
   if (!media) throw new GatewayError('NOT_FOUND', { resource: 'media' });
   if (media.status !== 'stored' || media.storage_key === null) {
     throw new GatewayError('CONFLICT', {
-      reason: media.status === 'failed' ? `the media could not be downloaded yet (${media.error ?? 'unknown error'}); it is retried` : 'the media is still being downloaded',
+      reason:
+        media.status === 'unavailable'
+          ? `the media could not be downloaded and will not be tried again (${media.error ?? 'unknown error'}); Meta's link may have expired`
+          : media.status === 'failed'
+            ? `the media could not be downloaded yet (${media.error ?? 'unknown error'}); it is retried`
+            : 'the media is still being downloaded',
       status: media.status,
       attempts: media.attempts,
     });

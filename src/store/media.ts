@@ -7,7 +7,7 @@ import { newId } from '../domain/ids.js';
 import type { Db } from './db.js';
 import type { MediaRow } from './schema.js';
 
-export type MediaStatus = 'pending' | 'stored' | 'failed';
+export type MediaStatus = 'pending' | 'stored' | 'failed' | 'unavailable';
 
 export interface NewInboundMedia {
   /** Chosen by the caller when the message content must name it before the row exists. */
@@ -83,13 +83,16 @@ export async function markMediaStored(
     .execute();
 }
 
-/** A failed attempt: visible on the row (status, error, attempts) while the job retries. */
-export async function markMediaFailed(db: Db, id: string, error: string, now: number): Promise<void> {
+/**
+ * A failed attempt: visible on the row (status, error, attempts). `failed` while the job retries;
+ * `unavailable` once it will not (the link is gone, the file too large, the tries used up).
+ */
+export async function markMediaFailed(db: Db, id: string, error: string, now: number, final = false): Promise<void> {
   // The reason is for a person reading the row; a response body pasted into it helps no one.
   const reason = error.slice(0, 1000);
   await db
     .updateTable('media')
-    .set((eb) => ({ status: 'failed', error: reason, updated_at: now, attempts: eb('attempts', '+', 1) }))
+    .set((eb) => ({ status: final ? 'unavailable' : 'failed', error: reason, updated_at: now, attempts: eb('attempts', '+', 1) }))
     .where('id', '=', id)
     .execute();
 }

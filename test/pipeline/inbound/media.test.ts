@@ -103,11 +103,23 @@ describeEachEngine('inbound media', (engine) => {
     const failed = await h.store.db.selectFrom('media').selectAll().where('id', '=', mediaId).executeTakeFirstOrThrow();
     expect(failed).toMatchObject({ status: 'failed', attempts: 1, error: expect.stringContaining('503') });
     expect(await h.store.db.selectFrom('messages').select('id').where('id', '=', messageId).executeTakeFirst()).toBeDefined();
-    await expect(openMedia(h.ctx, h.account.id, mediaId)).rejects.toMatchObject({ code: 'CONFLICT' });
+    await expect(openMedia(h.ctx, h.account.id, mediaId)).rejects.toMatchObject({ code: 'CONFLICT', details: { status: 'failed', reason: expect.stringContaining('it is retried') } });
 
     await handler(jobFor(mediaId, 2), jobContext);
     const stored = await h.store.db.selectFrom('media').selectAll().where('id', '=', mediaId).executeTakeFirstOrThrow();
     expect(stored).toMatchObject({ status: 'stored', attempts: 2, error: null });
+  });
+
+  it('mark the media unavailable when its last try fails', async () => {
+    cdn = await startCdn();
+    h = await openHarness(engine, { metaId: PAGE });
+    failuresLeft = 10;
+    const { mediaId } = await messageWith(`${cdn.url}/flaky.jpg`);
+    const handler = mediaDownloadHandler(h.ctx);
+    await expect(handler(jobFor(mediaId, 4), jobContext)).rejects.toBeInstanceOf(RetryableJobError);
+    expect((await h.store.db.selectFrom('media').select('status').where('id', '=', mediaId).executeTakeFirstOrThrow()).status).toBe('failed');
+    await expect(handler(jobFor(mediaId, 5), jobContext)).rejects.toBeInstanceOf(RetryableJobError);
+    expect((await h.store.db.selectFrom('media').select('status').where('id', '=', mediaId).executeTakeFirstOrThrow()).status).toBe('unavailable');
   });
 
   it('give up at once on a link that is gone, too large or not allowed', async () => {
@@ -119,7 +131,9 @@ describeEachEngine('inbound media', (engine) => {
     const huge = await messageWith(`${cdn.url}/huge.mp4`, 'video');
     await expect(handler(jobFor(huge.mediaId), jobContext)).rejects.toBeInstanceOf(PermanentJobError);
     const hugeRow = await h.store.db.selectFrom('media').selectAll().where('id', '=', huge.mediaId).executeTakeFirstOrThrow();
-    expect(hugeRow).toMatchObject({ status: 'failed', error: expect.stringContaining('bytes') });
+    expect(hugeRow).toMatchObject({ status: 'unavailable', error: expect.stringContaining('bytes') });
+    // Asked for, it says it will not be tried again (not that it is retried).
+    await expect(openMedia(h.ctx, h.account.id, gone.mediaId)).rejects.toMatchObject({ code: 'CONFLICT', details: { status: 'unavailable', reason: expect.stringContaining('will not be tried again') } });
 
     // With private addresses refused, a loopback link is never fetched.
     const strict = { ...h.ctx, urlGuard: new UrlGuard({ allowPrivate: false }) };
@@ -128,7 +142,7 @@ describeEachEngine('inbound media', (engine) => {
     await expect(mediaDownloadHandler(strict)(jobFor(local.mediaId), jobContext)).rejects.toBeInstanceOf(PermanentJobError);
     expect(cdn.requests.length).toBe(before);
     const refused = await h.store.db.selectFrom('media').selectAll().where('id', '=', local.mediaId).executeTakeFirstOrThrow();
-    expect(refused).toMatchObject({ status: 'failed', error: expect.stringContaining('loopback') });
+    expect(refused).toMatchObject({ status: 'unavailable', error: expect.stringContaining('loopback') });
   });
 
   it('serve media only to the account that owns it', async () => {
