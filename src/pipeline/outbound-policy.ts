@@ -56,6 +56,7 @@ export async function policyFor(
       last_inbound_at: contact.last_inbound_at,
       ad_window_until: contact.ad_window_until,
       blocked_at: contact.blocked_at,
+      unreachable_at: contact.unreachable_at,
       opted_out_at: contact.opted_out_at,
       has_user_ref: hasUserRef,
       user_ref_used_at: usedAt,

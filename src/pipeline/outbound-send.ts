@@ -26,7 +26,7 @@ import { MetaApiError, MetaTransportError } from '../meta/graph.js';
 import type { MetaRecipient, MetaSendBody } from '../meta/graph.js';
 import type { GraphUsage } from '../meta/usage.js';
 import type { Db } from '../store/db.js';
-import { getContactById, markContactBlocked } from '../store/contacts.js';
+import { getContactById, markContactBlocked, markContactUnreachable } from '../store/contacts.js';
 import { getMessageById, updateOutboundSendState } from '../store/messages.js';
 import { getSenderById } from '../store/senders.js';
 import type { ContactRow, MessageRow, SenderRow } from '../store/schema.js';
@@ -197,7 +197,8 @@ function effectsOf(run: SendRun, cls: MetaErrorClass, err: unknown): (trx: Db) =
     }
     // Blocked or unavailable, Meta will not deliver until the person writes again (which lifts the
     // mark): later sends are refused before they leave instead of failing at Meta one by one.
-    if (cls.contactEffect === 'blocked' || cls.contactEffect === 'unavailable') await markContactBlocked(trx, contact.id, ctx.now(), ctx.now());
+    if (cls.contactEffect === 'blocked') await markContactBlocked(trx, contact.id, ctx.now(), ctx.now());
+    if (cls.contactEffect === 'unavailable') await markContactUnreachable(trx, contact.id, ctx.now(), ctx.now());
   };
 }
 

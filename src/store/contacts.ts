@@ -88,6 +88,7 @@ export function newContactRow(key: ContactKey, now: number): ContactRow {
     ad_window_until: null,
     user_ref_at: null,
     blocked_at: null,
+    unreachable_at: null,
     opted_out_at: null,
     refs: '[]',
     profile_id: null,
@@ -222,4 +223,9 @@ export async function lockContactRow(db: Db, id: string): Promise<void> {
 /** Meta said the person blocked the Page: nothing goes to them until they write again. */
 export async function markContactBlocked(db: Db, id: string, at: number, now: number): Promise<void> {
   await db.updateTable('contacts').set({ blocked_at: at, updated_at: now }).where('id', '=', id).execute();
+}
+
+/** Meta said the person is not available right now; their next message lifts it. */
+export async function markContactUnreachable(db: Db, id: string, at: number, now: number): Promise<void> {
+  await db.updateTable('contacts').set({ unreachable_at: at, updated_at: now }).where('id', '=', id).execute();
 }

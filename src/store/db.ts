@@ -18,6 +18,7 @@ import * as m004 from './migrations/004_hot_paths.js';
 import * as m005 from './migrations/005_event_indexes.js';
 import * as m006 from './migrations/006_expiry_indexes.js';
 import * as m007 from './migrations/007_inbound_item_keys.js';
+import * as m008 from './migrations/008_contact_unreachable.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -152,6 +153,7 @@ function migrations(engine: Engine): Record<string, Migration> {
     '005_event_indexes': { up: (db) => m005.up(db) },
     '006_expiry_indexes': { up: (db) => m006.up(db) },
     '007_inbound_item_keys': { up: (db) => m007.up(db) },
+    '008_contact_unreachable': { up: (db) => m008.up(db) },
   };
 }
 

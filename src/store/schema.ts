@@ -89,6 +89,8 @@ export interface ContactsTable {
   /** Checkbox opt-in: one message may go to the user_ref within 24 h of this. */
   user_ref_at: number | null;
   blocked_at: number | null;
+  /** Meta said the person is not available (551); lifted by their next message. */
+  unreachable_at: number | null;
   opted_out_at: number | null;
   /** JSON array of {ref, source, type, ad_id?, at}: m.me refs, ads, opt-ins. */
   refs: string;

@@ -220,16 +220,19 @@ describeEachEngine('sending, the whole surface', (engine) => {
     const res = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, text: 'blocked?' });
     const failed = await world.waitForStatus(res.body.id, 'failed');
     expect(failed['error']).toMatchObject({ code: 'META_USER_UNAVAILABLE', meta_code: 551 });
-    const contact = await world.api<{ blocked: boolean; blocked_at: string }>('GET', `/contacts/${customer.contactId}`);
-    expect(contact.body.blocked).toBe(true);
+    // Meta says only that the person isn't available (not that they blocked the Page): so it is shown.
+    const contact = await world.api<{ blocked: boolean; unreachable: boolean; unreachable_at: string | null }>('GET', `/contacts/${customer.contactId}`);
+    expect(contact.body).toMatchObject({ blocked: false, unreachable: true });
+    expect(contact.body.unreachable_at).not.toBeNull();
     const refused = await world.api<ErrorBody>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, text: 'still?' });
     expect(refused.status).toBe(422);
-    expect(refused.body.error.code).toBe('CONTACT_BLOCKED');
+    expect(refused.body.error.code).toBe('CONTACT_UNREACHABLE');
     const action = await world.api<ErrorBody>('POST', `/senders/${world.senderId}/actions`, { to: { psid: customer.psid }, action: 'typing_on' });
-    expect(action.body.error.code).toBe('CONTACT_BLOCKED');
+    expect(action.body.error.code).toBe('CONTACT_UNREACHABLE');
 
     await world.control('POST', `/_emulator/pages/${world.pageId}/unblock`, { user: customer.userId });
     await world.write(customer, 'sorry, unblocked you');
+    await waitFor(async () => !(await world.api<{ unreachable: boolean }>('GET', `/contacts/${customer.contactId}`)).body.unreachable, 'the mark lifted by their message');
     const again = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, text: 'welcome back' });
     expect(again.status).toBe(202);
     await world.waitForSent(again.body.id);

@@ -32,7 +32,7 @@ describeEachEngine('migrations', (engine) => {
       return (await q.execute(store!.db)).rows.map((r) => r.name);
     };
     expect(await indexes()).toContain('events_account');
-    expect(await migrate(store)).toEqual(['005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys']);
+    expect(await migrate(store)).toEqual(['005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable']);
     const after = await indexes();
     expect(after).not.toContain('events_account');
     expect(after).toEqual(expect.arrayContaining(['events_account_id', 'events_sender']));
@@ -71,7 +71,7 @@ describeEachEngine('migrations', (engine) => {
     await history('sent', JSON.stringify({ mid: 'm_1' }), now + 5);
     await history('delivered', JSON.stringify({ source: 'delivery', watermark: now + 9 }), now + 9);
 
-    expect(await migrate(store)).toEqual(['004_hot_paths', '005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys']);
+    expect(await migrate(store)).toEqual(['004_hot_paths', '005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable']);
     const rows = await db.selectFrom('messages').select(['id', 'status_log']).orderBy('id').execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     expect(statusHistory(byId.get('msg_out')!)).toEqual([

@@ -9,7 +9,7 @@ import type { PipelineContext } from '../../pipeline/context.js';
 import { contactResource } from '../../pipeline/inbound-resources.js';
 import { getContact, listContacts } from '../../store/contacts.js';
 import type { ContactRow } from '../../store/schema.js';
-import { IdParams, NullableString, NullableTimestamp, PageQuery, Timestamp, commonErrors, listOf, page } from './schemas.js';
+import { IdParams, NullableString, NullableTimestamp, PageQuery, Timestamp, commonErrors, iso, listOf, page } from './schemas.js';
 
 export const ContactSchema = Type.Object(
   {
@@ -34,6 +34,8 @@ export const ContactSchema = Type.Object(
     }),
     blocked: Type.Boolean(),
     blocked_at: NullableTimestamp,
+    unreachable: Type.Boolean({ description: "Meta said the person isn't available right now; sends wait until they write again." }),
+    unreachable_at: NullableTimestamp,
     opted_out: Type.Boolean(),
     opted_out_at: NullableTimestamp,
     created_at: Timestamp,
@@ -53,6 +55,8 @@ function present(row: ContactRow, now: number, humanAgent: Map<string, boolean>)
     // A later message from the person lifts a block Meta reported (they can be reached again).
     blocked: row.blocked_at !== null && (row.last_inbound_at === null || row.last_inbound_at <= row.blocked_at),
     blocked_at: base.blocked_at ?? null,
+    unreachable: row.unreachable_at !== null && (row.last_inbound_at === null || row.last_inbound_at <= row.unreachable_at),
+    unreachable_at: iso(row.unreachable_at),
     opted_out: row.opted_out_at !== null,
     opted_out_at: base.opted_out_at ?? null,
   };
