@@ -31,6 +31,7 @@ import { outboundJobHandlers } from './pipeline/outbound.js';
 import { deliveryJobHandlers } from './delivery/index.js';
 import { frameworkErrorOptions, installErrorHandling } from './http/errors.js';
 import { installJsonBodyParser } from './http/json-body.js';
+import { validationOptions } from './http/validation.js';
 import { bearerAuth } from './http/auth.js';
 import { ErrorSchema } from './dialects/native/schemas.js';
 import { SenderSchema, senderConnectCallbackRoutes, senderRoutes } from './dialects/native/senders.js';
@@ -132,8 +133,9 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     ...frameworkErrorOptions,
     trustProxy: true,
     // Unknown body fields are refused (additionalProperties: false means it), not silently dropped;
-    // query strings still coerce ("50" -> 50).
+    // query strings coerce ("50" -> 50), JSON bodies never do (`validationOptions`).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    ...validationOptions,
   });
   installErrorHandling(base);
   installJsonBodyParser(base);

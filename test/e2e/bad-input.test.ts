@@ -117,4 +117,17 @@ describe('bad input', () => {
       expect(String(body.error.details['field'])).toMatch(/^querystring\./);
     }
   });
+
+  it('takes JSON bodies as sent (no coercion), while query strings still become numbers and booleans', async () => {
+    const auth = { authorization: `Bearer ${s.account.key}`, 'content-type': 'application/json' };
+    const listText = await fetch(`${s.url}/v1/messages`, { method: 'POST', headers: auth, body: JSON.stringify({ sender_id: senderId, to: { psid: '1' }, text: ['hi'] }) });
+    expect(listText.status).toBe(400);
+    expect(((await listText.json()) as ErrorBody).error.details['field']).toBe('body.text');
+    const stringFlag = await fetch(`${s.url}/v1/senders/${senderId}`, { method: 'PATCH', headers: auth, body: JSON.stringify({ human_agent: 'false' }) });
+    expect(stringFlag.status).toBe(400);
+    expect(((await stringFlag.json()) as ErrorBody).error.details['field']).toBe('body.human_agent');
+    const query = await fetch(`${s.url}/v1/senders?limit=1&include_disconnected=true`, { headers: auth });
+    expect(query.status).toBe(200);
+    expect(((await query.json()) as { data: unknown[] }).data).toHaveLength(1);
+  });
 });
