@@ -146,6 +146,8 @@ export interface SendResult {
   recipient_id?: string;
   /** The `mid` that echoes and receipts will carry. */
   message_id: string;
+  /** A media part sent by URL with `is_reusable`: the id to send the same file again by. */
+  attachment_id?: string;
   usage: GraphUsage;
 }
 
@@ -453,6 +455,8 @@ export class GraphClient {
     const result: SendResult = { message_id: messageId, usage: this.usageFor(pageId) ?? NO_USAGE };
     const recipientId = isObject(json) ? idString(json['recipient_id']) : null;
     if (recipientId !== null) result.recipient_id = recipientId;
+    const attachmentId = isObject(json) ? idString(json['attachment_id']) : null;
+    if (attachmentId !== null) result.attachment_id = attachmentId;
     return result;
   }
 

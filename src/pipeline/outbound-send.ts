@@ -27,7 +27,7 @@ import type { MetaRecipient, MetaSendBody } from '../meta/graph.js';
 import type { GraphUsage } from '../meta/usage.js';
 import type { Db } from '../store/db.js';
 import { getContactById, markContactBlocked, markContactUnreachable } from '../store/contacts.js';
-import { getMessageById, updateOutboundSendState } from '../store/messages.js';
+import { getMessageById, updateMessageContent, updateOutboundSendState } from '../store/messages.js';
 import { getSenderById } from '../store/senders.js';
 import type { ContactRow, MessageRow, SenderRow } from '../store/schema.js';
 import type { PipelineContext } from './context.js';
@@ -368,6 +368,7 @@ async function runSend(ctx: PipelineContext, options: SendJobOptions, job: Job, 
     options.pacer.succeeded(sender.id);
     part.mid = result.message_id;
     part.sent_at = leftAt;
+    if (result.attachment_id !== undefined) part.attachment_id = result.attachment_id;
     delete state.inflight;
     delete state.rate_limited_since;
     if (nextPartIndex(state) < all.length) await saveState(run);
@@ -376,17 +377,37 @@ async function runSend(ctx: PipelineContext, options: SendJobOptions, job: Job, 
   // 5. Every part went.
   const first = all[0];
   const firstMid = first?.mid;
-  const moved = await groupCommitFor(ctx).run((trx) =>
-    advanceStatus(trx, ctx.queue, run.message, 'sent', {
+  const reusable = withReusableIds(content, all);
+  const moved = await groupCommitFor(ctx).run(async (trx) => {
+    // Media sent by URL with is_reusable: the attachment ids Meta gave join the stored content, where
+    // the business finds them to send the same file again without uploading it.
+    if (reusable !== null) await updateMessageContent(trx, run.message.id, JSON.stringify(reusable), ctx.now());
+    return advanceStatus(trx, ctx.queue, run.message, 'sent', {
       at: first?.sent_at ?? ctx.now(),
       now: ctx.now(),
       ...(firstMid !== undefined ? { mid: firstMid } : {}),
       raw: serializeSendState(state),
       channel: run.channel,
       info: all.length > 1 ? { parts: all.length } : {},
-    }),
-  );
+    });
+  });
   if (moved === null) await saveState(run);
+}
+
+/**
+ * The content with each attachment's reusable `attachment_id` filled in from the media part that
+ * sent it (media parts go in the order of the attachments), or null when Meta gave none.
+ */
+function withReusableIds(content: MessageContent, parts: readonly SendPart[]): MessageContent | null {
+  const media = parts.filter((p) => p.kind === 'media');
+  if (!media.some((p) => p.attachment_id !== undefined) || content.attachments === undefined) return null;
+  return {
+    ...content,
+    attachments: content.attachments.map((a, i) => {
+      const id = media[i]?.attachment_id;
+      return id !== undefined && a.attachment_id === undefined ? { ...a, attachment_id: id } : a;
+    }),
+  };
 }
 
 /** The `send` job handler. */

@@ -21,6 +21,8 @@ export interface SendPart {
   sent_at?: number;
   /** Meta's mid for the part, when known. */
   mid?: string;
+  /** A reusable media part: the attachment id Meta answered with. */
+  attachment_id?: string;
 }
 
 export interface UncertainSend {

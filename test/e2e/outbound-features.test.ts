@@ -114,6 +114,20 @@ describeEachEngine('sending, the whole surface', (engine) => {
     expect(rows.map((r) => r.content_type)).not.toContain('video/mp4');
   });
 
+  it('keeps the attachment id Meta gives a reusable URL attachment on the message, to send the file again by', async () => {
+    const customer = await world.customer('send it twice');
+    const first = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, attachments: [{ type: 'image', url: `${files.url}/by-url.png`, is_reusable: true }] });
+    expect(first.status).toBe(202);
+    await world.waitForSent(first.body.id);
+    const stored = await world.api<{ content: { attachments: { url?: string; attachment_id?: string }[] } }>('GET', `/messages/${first.body.id}`);
+    const attachmentId = stored.body.content.attachments[0]?.attachment_id;
+    expect(attachmentId).toMatch(/^\d+$/);
+    expect(stored.body.content.attachments[0]?.url).toBe(`${files.url}/by-url.png`);
+    const again = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: customer.psid }, attachments: [{ type: 'image', attachment_id: attachmentId }] });
+    expect(again.status).toBe(202);
+    await world.waitForSent(again.body.id);
+  });
+
   it('sends text and attachments as parts in order (URL, uploaded media, Meta attachment id), quick replies on the last', async () => {
     const customer = await world.customer('show me');
     const media = await upload(PNG, 'image/png', '?filename=uploaded.png');
