@@ -19,8 +19,11 @@ import type { InboundBatchRow } from '../store/inbound-batches.js';
 import type { SenderRow } from '../store/schema.js';
 import { findLiveSenderByMetaId } from '../store/senders.js';
 import { hasUnroutableForBatch, insertUnroutable } from '../store/unroutable.js';
+import type { NewUnroutableEvent } from '../store/unroutable.js';
+import { rememberInboundItem } from '../store/inbound-item-keys.js';
 import type { PipelineContext } from './context.js';
 import { PROFILE_FETCH_JOB } from './inbound-contacts.js';
+import { derivedMid } from './inbound-context.js';
 import type { InboundItemContext, ItemOutcome } from './inbound-context.js';
 import { handleEcho } from './inbound-echoes.js';
 import { handleEdit, handleOptin, handlePostback, handleReaction, handleReferral } from './inbound-interactions.js';
@@ -156,16 +159,27 @@ async function senderFor(ctx: PipelineContext, cache: Map<string, SenderRow | nu
   return sender;
 }
 
-/** Stores the entry's items as unroutable (once per batch, even when the batch is processed again). */
+/**
+ * Stores the entry's items as unroutable: once per batch, even when the batch is processed again,
+ * and once per item across Meta's retries of it (remembered by a hash of the item under the entry's
+ * id, as forwarded items are).
+ */
 async function keepUnroutable(ctx: PipelineContext, batch: InboundBatchRow, object: string, entry: ParsedEntry): Promise<number> {
   if (entry.items.length === 0) return 0;
   if (await hasUnroutableForBatch(ctx.store.db, batch.id, entry.id)) return 0;
-  await insertUnroutable(
-    ctx.store.db,
-    entry.items.map((item) => ({ batch_id: batch.id, object, entry_id: entry.id, item: JSON.stringify(item.raw), received_at: batch.received_at })),
-  );
-  ctx.logger.warn({ batch: batch.id, object, entry: entry.id, items: entry.items.length }, 'webhook entry for a Page or account no sender owns kept as unroutable');
-  return entry.items.length;
+  const kept = await ctx.queue.transaction(async (trx) => {
+    const fresh: NewUnroutableEvent[] = [];
+    for (const item of entry.items) {
+      const key = derivedMid('unroutable', item.raw);
+      if (await rememberInboundItem(trx, `unroutable:${entry.id}`, key, ctx.now())) {
+        fresh.push({ batch_id: batch.id, object, entry_id: entry.id, item: JSON.stringify(item.raw), received_at: batch.received_at });
+      }
+    }
+    await insertUnroutable(trx, fresh);
+    return fresh.length;
+  });
+  if (kept > 0) ctx.logger.warn({ batch: batch.id, object, entry: entry.id, items: kept }, 'webhook entry for a Page or account no sender owns kept as unroutable');
+  return kept;
 }
 
 function messageOf(err: unknown): string {
