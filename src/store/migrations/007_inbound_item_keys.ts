@@ -1,7 +1,8 @@
 /**
  * `inbound_item_keys`: webhook items that become no message row of their own (a `changes` item, a
  * handover or policy notice, an Instagram unsend) are remembered here by a hash of the item, so
- * Meta's retries of a batch forward each of them once. Messages need none of this: their `mid`
+ * Meta's retries of a batch forward each of them once; items for a Page no account owns are kept as
+ * unroutable once the same way (under `unroutable:<entry id>`). Messages need none of this: their `mid`
  * (or the key derived from the item) is unique per sender already. Rows older than a week are
  * removed by housekeeping; Meta gives up retrying long before.
  */
