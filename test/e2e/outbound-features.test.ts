@@ -8,7 +8,6 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { confirmOptOut } from '../../src/pipeline/opt-out.js';
 import { uploadMedia, UPLOAD_MAX_BYTES } from '../../src/pipeline/outbound-media.js';
 import { echoMetadata, serializeSendState } from '../../src/pipeline/outbound-state.js';
 import { describeEachEngine } from '../support/db.js';
@@ -255,19 +254,15 @@ describeEachEngine('sending, the whole surface', (engine) => {
   it('confirms a stop word once, even though the contact is now opted out, and refuses anything else', async () => {
     const customer = await world.customer('hello');
     await world.write(customer, 'STOP');
-    const contactRow = await waitFor(async () => {
+    await waitFor(async () => {
       const row = await world.store.db.selectFrom('contacts').selectAll().where('id', '=', customer.contactId).executeTakeFirst();
       return row?.opted_out_at !== null ? row : undefined;
     }, 'the contact to be opted out');
     const autoReplies = () => world.store.db.selectFrom('messages').select(['id', 'status']).where('contact_id', '=', customer.contactId).where('origin', '=', 'auto_reply').execute();
-    // The inbound step queues the confirmation in the transaction that opts the contact out; where
-    // it does not (yet), the same function is called here, as the inbound step would.
-    if ((await autoReplies()).length === 0) {
-      const sender = await world.store.db.selectFrom('senders').selectAll().where('id', '=', world.senderId).executeTakeFirstOrThrow();
-      const queued = await world.gateway.ctx.queue.transaction((trx) => confirmOptOut(trx, world.gateway.ctx, sender, contactRow));
-      expect(queued?.origin).toBe('auto_reply');
-    }
-    const [confirmation] = await autoReplies();
+    // The inbound step queues the confirmation in the very transaction that opts the contact out.
+    const replies = await autoReplies();
+    expect(replies).toHaveLength(1);
+    const [confirmation] = replies;
     await world.waitForSent(confirmation?.id ?? '');
     expect(pageTexts(await world.thread(customer.psid))).toEqual(['You will not hear from us again.']);
 
