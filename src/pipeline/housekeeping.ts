@@ -13,9 +13,7 @@
  * the same expired rows, which is harmless.
  */
 import type { Db } from '../store/db.js';
-import { purgeIdempotencyRecords } from '../store/idempotency.js';
-import { purgeExpiredOauthStates } from '../store/oauth-states.js';
-import { purgeInboundItemKeys } from '../store/inbound-item-keys.js';
+import { deleteExpiredBatch } from '../store/expiry.js';
 import { IDEMPOTENCY_TTL_MS } from './idempotency.js';
 
 export interface HousekeepingOptions {
@@ -53,8 +51,8 @@ export async function purgeExpired(db: Db, now: number, options: HousekeepingOpt
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const maxBatches = options.maxBatches ?? DEFAULT_MAX_BATCHES;
   return {
-    idempotency_keys: await inBatches((limit) => purgeIdempotencyRecords(db, now - IDEMPOTENCY_TTL_MS, limit), batchSize, maxBatches),
-    oauth_states: await inBatches((limit) => purgeExpiredOauthStates(db, now, limit), batchSize, maxBatches),
-    inbound_item_keys: await inBatches((limit) => purgeInboundItemKeys(db, now - INBOUND_ITEM_KEY_TTL_MS, limit), batchSize, maxBatches),
+    idempotency_keys: await inBatches((limit) => deleteExpiredBatch(db, 'idempotency_keys', now - IDEMPOTENCY_TTL_MS, limit), batchSize, maxBatches),
+    oauth_states: await inBatches((limit) => deleteExpiredBatch(db, 'oauth_states', now, limit), batchSize, maxBatches),
+    inbound_item_keys: await inBatches((limit) => deleteExpiredBatch(db, 'inbound_item_keys', now - INBOUND_ITEM_KEY_TTL_MS, limit), batchSize, maxBatches),
   };
 }

@@ -36,21 +36,3 @@ export async function insertIdempotencyRecord(db: Db, record: IdempotencyRecord)
 export async function deleteExpiredIdempotencyRecord(db: Db, accountId: string, key: string, createdBefore: number): Promise<void> {
   await db.deleteFrom('idempotency_keys').where('account_id', '=', accountId).where('key', '=', key).where('created_at', '<', createdBefore).execute();
 }
-
-/**
- * Removes up to `limit` records created before the cut-off, oldest first (through
- * `idempotency_keys_created`); returns how many went. Callers repeat it until fewer than `limit` go.
- */
-export async function purgeIdempotencyRecords(db: Db, createdBefore: number, limit: number): Promise<number> {
-  const result = await db
-    .deleteFrom('idempotency_keys')
-    .where((eb) =>
-      eb(
-        eb.refTuple('account_id', 'key'),
-        'in',
-        eb.selectFrom('idempotency_keys as old').select(['old.account_id', 'old.key']).where('old.created_at', '<', createdBefore).orderBy('old.created_at').limit(limit).$asTuple('account_id', 'key'),
-      ),
-    )
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
-}

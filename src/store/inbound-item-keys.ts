@@ -10,18 +10,3 @@ export async function rememberInboundItem(db: Db, senderId: string, key: string,
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
-
-/** Removes up to `limit` keys recorded before the cut-off, oldest first; returns how many went. */
-export async function purgeInboundItemKeys(db: Db, createdBefore: number, limit: number): Promise<number> {
-  const result = await db
-    .deleteFrom('inbound_item_keys')
-    .where((eb) =>
-      eb(
-        eb.refTuple('sender_id', 'key'),
-        'in',
-        eb.selectFrom('inbound_item_keys as old').select(['old.sender_id', 'old.key']).where('old.created_at', '<', createdBefore).orderBy('old.created_at').limit(limit).$asTuple('sender_id', 'key'),
-      ),
-    )
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
-}

@@ -58,10 +58,11 @@ describeEachEngine('housekeeping', (engine) => {
     expect(await purgeExpired(db, NOW, { batchSize: 4, maxBatches: 2 })).toEqual({ idempotency_keys: 4, oauth_states: 0, inbound_item_keys: 0 });
   });
 
-  it.runIf(engine === 'sqlite')('finds the expired rows through their indexes (006)', async () => {
+  it.runIf(engine === 'sqlite')('finds the expired rows through their indexes (006, 007)', async () => {
     store = await openTestStore(engine);
     const plan = async (q: string) => (await sql<{ detail: string }>`${sql.raw(`explain query plan ${q}`)}`.execute(store!.db)).rows.map((r) => r.detail).join('\n');
     expect(await plan('select account_id, key from idempotency_keys where created_at < 1 order by created_at limit 5')).toContain('idempotency_keys_created');
     expect(await plan('select state from oauth_states where expires_at < 1 order by expires_at limit 5')).toContain('oauth_states_expires');
+    expect(await plan('select sender_id, key from inbound_item_keys where created_at < 1 order by created_at limit 5')).toContain('inbound_item_keys_created');
   });
 });
