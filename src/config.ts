@@ -96,7 +96,10 @@ function collectSource(options: LoadConfigOptions): Source {
  * database `serve` would, without asking for the Meta settings only the server needs.
  */
 export function databaseLocation(options: LoadConfigOptions = {}): { dataDir: string; databaseUrl: string } {
-  const source = collectSource(options);
+  return locationIn(collectSource(options));
+}
+
+function locationIn(source: Source): { dataDir: string; databaseUrl: string } {
   const dataDir = resolve(source['SWITCHBOARD_DATA_DIR'] ?? '.switchboard');
   return { dataDir, databaseUrl: source['DATABASE_URL'] ?? join(dataDir, 'switchboard.db') };
 }
@@ -137,7 +140,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
   const port = int('PORT', 3000, 0, 65535);
   const host = get('HOST') ?? '0.0.0.0';
-  const { dataDir, databaseUrl } = databaseLocation(options);
+  const { dataDir, databaseUrl } = locationIn(source);
   if (/^[a-z]+:\/\//i.test(databaseUrl) && !/^postgres(ql)?:\/\//i.test(databaseUrl)) {
     problems.push(`DATABASE_URL must be a postgres:// URL or a SQLite file path; it is "${databaseUrl.replace(/:[^:@/]*@/, ':***@')}"`);
   }

@@ -21,10 +21,10 @@ async function userRefUsedAt(db: Db, contactId: string, beforeId: string | undef
   return row?.created_at ?? null;
 }
 
-export function senderSettings(sender: SenderRow): Record<string, unknown> {
+export function senderSettings(sender: Pick<SenderRow, 'settings'>): Record<string, unknown> {
   try {
     const value: unknown = JSON.parse(sender.settings);
-    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
   } catch {
     return {};
   }

@@ -14,6 +14,7 @@ import type { Db } from '../store/db.js';
 import type { SenderRow } from '../store/schema.js';
 import { findLiveSenderByMetaId, getSender, getSenderById, insertSender, newSenderRow, updateSender } from '../store/senders.js';
 import { emitEvent } from './events.js';
+import { senderSettings } from './outbound-policy.js';
 import type { PipelineContext } from './context.js';
 
 export interface ConnectInput {
@@ -170,13 +171,8 @@ export async function setSenderHealth(ctx: PipelineContext, sender: SenderRow, h
 export async function pauseSender(db: Db, senderId: string, reason: string, now: number): Promise<boolean> {
   const row = await db.selectFrom('senders').select('settings').where('id', '=', senderId).executeTakeFirst();
   if (!row) return false;
-  let settings: Record<string, unknown> = {};
-  try {
-    const parsed: unknown = JSON.parse(row.settings);
-    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) settings = parsed as Record<string, unknown>;
-  } catch {
-    // An unreadable settings value is replaced by one that says paused.
-  }
+  // An unreadable settings value reads as none and is replaced by one that says paused.
+  const settings = senderSettings(row);
   if (settings['paused'] === true) return false;
   const next = { ...settings, paused: true, paused_reason: reason, paused_at: new Date(now).toISOString() };
   await db.updateTable('senders').set({ settings: JSON.stringify(next), updated_at: now }).where('id', '=', senderId).execute();
