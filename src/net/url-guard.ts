@@ -76,6 +76,11 @@ const V6_RULES: Array<[string, AddressCategory, string]> = [
   ['fec0::/10', 'private', 'a site-local address (deprecated by RFC 3879, still routed inside some networks)'],
   ['fe80::/10', 'link-local', 'a link-local address (RFC 4291)'],
   ['ff00::/8', 'multicast', 'a multicast address (RFC 4291)'],
+  // Translation prefixes whose IPv4 part reaches whatever a local translator maps it to.
+  ['::ffff:0:0:0/96', 'reserved', 'an IPv4-translated address (RFC 2765), reached through a local translator'],
+  ['64:ff9b:1::/48', 'private', 'the local-use NAT64 prefix (RFC 8215)'],
+  ['100::/64', 'reserved', 'the discard-only prefix (RFC 6666)'],
+  ['2001:db8::/32', 'reserved', 'the documentation prefix (RFC 3849)'],
 ];
 
 // IPv4 a.b.c.d is handled as ::ffff:a.b.c.d, so one 128-bit comparison serves both families.

@@ -38,6 +38,10 @@ describe('the URL guard', () => {
     ['http://[::ffff:a00:1]/', 'IPv4-mapped form of 10.0.0.1'],
     ['http://[64:ff9b::a9fe:a9fe]/', 'NAT64 form of 169.254.169.254'],
     ['http://[2002:7f00:1::]/', '6to4 form of 127.0.0.1'],
+    ['http://[::ffff:0:7f00:1]/', 'IPv4-translated'],
+    ['http://[64:ff9b:1::a00:1]/', 'local-use NAT64'],
+    ['http://[100::1]/', 'discard-only'],
+    ['http://[2001:db8::1]/', 'documentation'],
     // WHATWG URL parsing turns these spellings into 127.0.0.1 before the guard sees them.
     ['http://0x7f.0.0.1/', 'loopback'],
     ['http://2130706433/', 'loopback'],
