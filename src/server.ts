@@ -215,7 +215,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   const runHousekeeping = () => {
     housekeeping ??= purgeExpired(store.db, now())
       .then((removed) => {
-        if (removed.idempotency_keys + removed.oauth_states + removed.inbound_item_keys > 0) logger.info({ removed }, 'expired records removed');
+        if (Object.values(removed).some((n) => n > 0)) logger.info({ removed }, 'expired records removed');
       })
       .catch((err: unknown) => logger.error({ err }, 'housekeeping failed; the next run will try again'))
       .finally(() => (housekeeping = undefined));

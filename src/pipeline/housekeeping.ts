@@ -14,6 +14,7 @@
  */
 import type { Db } from '../store/db.js';
 import { deleteExpiredBatch } from '../store/expiry.js';
+import type { ExpiringTable } from '../store/expiry.js';
 import { IDEMPOTENCY_TTL_MS } from './idempotency.js';
 
 export interface HousekeepingOptions {
@@ -21,11 +22,8 @@ export interface HousekeepingOptions {
   maxBatches?: number;
 }
 
-export interface HousekeepingResult {
-  idempotency_keys: number;
-  oauth_states: number;
-  inbound_item_keys: number;
-}
+/** Rows removed, by table. */
+export type HousekeepingResult = Record<ExpiringTable, number>;
 
 /** How long the key of a forwarded webhook item is kept. */
 export const INBOUND_ITEM_KEY_TTL_MS = 7 * 24 * 3_600_000;
@@ -35,10 +33,10 @@ const DEFAULT_MAX_BATCHES = 200;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-async function inBatches(purge: (limit: number) => Promise<number>, batchSize: number, maxBatches: number): Promise<number> {
+async function inBatches(db: Db, table: ExpiringTable, before: number, batchSize: number, maxBatches: number): Promise<number> {
   let removed = 0;
   for (let batch = 0; batch < maxBatches; batch++) {
-    const n = await purge(batchSize);
+    const n = await deleteExpiredBatch(db, table, before, batchSize);
     removed += n;
     if (n < batchSize) break;
     await nextTurn();
@@ -50,9 +48,13 @@ async function inBatches(purge: (limit: number) => Promise<number>, batchSize: n
 export async function purgeExpired(db: Db, now: number, options: HousekeepingOptions = {}): Promise<HousekeepingResult> {
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const maxBatches = options.maxBatches ?? DEFAULT_MAX_BATCHES;
-  return {
-    idempotency_keys: await inBatches((limit) => deleteExpiredBatch(db, 'idempotency_keys', now - IDEMPOTENCY_TTL_MS, limit), batchSize, maxBatches),
-    oauth_states: await inBatches((limit) => deleteExpiredBatch(db, 'oauth_states', now, limit), batchSize, maxBatches),
-    inbound_item_keys: await inBatches((limit) => deleteExpiredBatch(db, 'inbound_item_keys', now - INBOUND_ITEM_KEY_TTL_MS, limit), batchSize, maxBatches),
+  // What each table keeps: rows from this time on.
+  const keepFrom: HousekeepingResult = {
+    idempotency_keys: now - IDEMPOTENCY_TTL_MS,
+    oauth_states: now,
+    inbound_item_keys: now - INBOUND_ITEM_KEY_TTL_MS,
   };
+  const removed = { ...keepFrom };
+  for (const table of Object.keys(keepFrom) as ExpiringTable[]) removed[table] = await inBatches(db, table, keepFrom[table], batchSize, maxBatches);
+  return removed;
 }

@@ -113,7 +113,7 @@ export function mediaUploadRoutes(ctx: PipelineContext): FastifyPluginAsyncTypeb
           const fields = file.fields as Record<string, unknown>;
           // Busboy reads one field past the limit; past it, it stops feeding the file part, which
           // would then never end: a form with too many fields is refused before its file is read.
-          const fieldCount = Object.values(fields).reduce<number>((n, v) => n + (Array.isArray(v) ? v.filter((p) => (p as { type?: string }).type === 'field').length : (v as { type?: string }).type === 'field' ? 1 : 0), 0);
+          const fieldCount = Object.values(fields).flat().filter((p) => (p as { type?: string }).type === 'field').length;
           if (fieldCount > MAX_FORM_FIELDS) {
             file.file.resume();
             throw new GatewayError('VALIDATION_FAILED', { field: 'body', reason: `the form has more than ${MAX_FORM_FIELDS} fields` });
