@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { EmulatorClock } from './clock.js';
 import type { EmulatorContext } from './context.js';
 import { FaultRegistry } from './faults.js';
@@ -34,6 +35,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const ids = new IdFactory();
   const state = new EmulatorState(ids, clock);
   const closing = new AbortController();
+  // Every call slowed by a latency fault waits on it: any number of them at once is expected.
+  setMaxListeners(0, closing.signal);
   let baseUrl = resolved.publicUrl ?? `http://${hostForUrl(resolved.host)}:${resolved.port}`;
   const ctx: EmulatorContext = {
     options: resolved,

@@ -20,15 +20,15 @@ import { listLiveSenders } from './store/senders.js';
 import { GraphClient } from './meta/graph.js';
 import { JobQueue } from './jobs/queue.js';
 import { JobRunner } from './jobs/runner.js';
-import type { JobHandler } from './jobs/runner.js';
+import type { JobHandler, RunnerLane } from './jobs/runner.js';
 import { UrlGuard } from './net/url-guard.js';
 import type { PipelineContext } from './pipeline/context.js';
 import { checkSender } from './pipeline/senders.js';
 import { purgeExpired } from './pipeline/housekeeping.js';
 import { registerIngress } from './pipeline/ingress.js';
-import { inboundJobHandlers } from './pipeline/inbound.js';
-import { outboundJobHandlers } from './pipeline/outbound.js';
-import { deliveryJobHandlers } from './delivery/index.js';
+import { INBOUND_BATCH_JOB, MEDIA_DOWNLOAD_JOB, PROFILE_FETCH_JOB, inboundJobHandlers } from './pipeline/inbound.js';
+import { SEND_JOB, outboundJobHandlers } from './pipeline/outbound.js';
+import { DELIVER_JOB, deliveryJobHandlers } from './delivery/index.js';
 import { frameworkErrorOptions, installErrorHandling } from './http/errors.js';
 import { installJsonBodyParser } from './http/json-body.js';
 import { validationOptions } from './http/validation.js';
@@ -68,6 +68,30 @@ export interface Gateway {
 }
 
 export const VERSION = '0.1.0';
+
+const SENDER_CHECK_JOB = 'sender.check';
+
+/**
+ * The order in which free job slots are filled, and how many each lane may hold (see
+ * `RunnerLane`): a backlog of sends (a business replying to thousands at once) must not hold back
+ * what customers write or what the business is told, and a slow endpoint must not take every slot.
+ * - received webhooks first: local work of a few milliseconds, the customers' messages and the
+ *   receipts that move sent messages on;
+ * - then background work (profiles, inbound media before Meta's links expire, token checks),
+ *   an eighth of the slots at most;
+ * - then event deliveries, half the slots at most: an endpoint that answers slowly holds its
+ *   slots for up to the delivery timeout;
+ * - sends last, in every slot the others leave; a send job waits on Meta's answer, a few hundred
+ *   milliseconds in production.
+ */
+export function jobLanes(concurrency: number): RunnerLane[] {
+  return [
+    { name: 'inbound', kinds: [INBOUND_BATCH_JOB] },
+    { name: 'background', kinds: [PROFILE_FETCH_JOB, MEDIA_DOWNLOAD_JOB, SENDER_CHECK_JOB], max: Math.max(1, Math.floor(concurrency / 8)) },
+    { name: 'deliver', kinds: [DELIVER_JOB], max: Math.max(1, Math.floor(concurrency / 2)) },
+    { name: 'send', kinds: [SEND_JOB] },
+  ];
+}
 
 const HOUSEKEEPING_INTERVAL_MS = 10 * 60_000;
 const HOUSEKEEPING_FIRST_RUN_MS = 30_000;
@@ -110,7 +134,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     ...inboundJobHandlers(ctx),
     ...deliveryJobHandlers(ctx),
     ...outboundJobHandlers(ctx),
-    'sender.check': async (job) => {
+    [SENDER_CHECK_JOB]: async (job) => {
       await checkSender(ctx, (job.payload as { sender_id: string }).sender_id);
     },
     ...options.handlers,
@@ -118,7 +142,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   const poolMax = store.pool?.options.max;
   const concurrency = poolMax === undefined ? config.concurrency : Math.max(1, Math.min(config.concurrency, Math.floor((poolMax - 2) / 2)));
   if (concurrency < config.concurrency) logger.info({ concurrency, pool: poolMax }, 'job concurrency limited to what the database pool can serve');
-  const runner = new JobRunner({ store, queue, handlers, concurrency, logger });
+  const runner = new JobRunner({ store, queue, handlers, concurrency, logger, lanes: jobLanes(concurrency) });
 
   const base = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -204,7 +228,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     const stale = senders.filter((s) => (s.last_checked_at ?? 0) < due);
     if (stale.length === 0) return;
     await queue.transaction(async (trx) => {
-      for (const s of stale) await queue.enqueue(trx, { kind: 'sender.check', key: `check:${s.id}`, payload: { sender_id: s.id }, maxAttempts: 1 });
+      for (const s of stale) await queue.enqueue(trx, { kind: SENDER_CHECK_JOB, key: `check:${s.id}`, payload: { sender_id: s.id }, maxAttempts: 1 });
     });
   };
 

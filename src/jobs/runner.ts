@@ -36,6 +36,11 @@ export interface JobRunnerOptions {
   handlers: Readonly<Record<string, JobHandler>>;
   /** Handlers running at once. */
   concurrency?: number;
+  /**
+   * Claim order and shares (see `RunnerLane`). Kinds in no lane form a last lane of their own.
+   * Absent: one lane, every job oldest first.
+   */
+  lanes?: readonly RunnerLane[];
   /** How long a claim holds a job before another worker may take it. */
   leaseMs?: number;
   /** Longest sleep without a wake. */
@@ -73,8 +78,30 @@ const MAX_ERROR_LENGTH = 2000;
 // Purging kept done jobs once a minute keeps each delete small.
 const PURGE_INTERVAL_MS = 60_000;
 
+/**
+ * A lane of jobs: when slots are free, the runner fills them lane by lane in the order given,
+ * each lane's ready jobs oldest first, so work in an earlier lane never waits behind a backlog in
+ * a later one. `max` caps the slots a lane may hold at once (of the runner's concurrency), so a
+ * lane whose jobs are slow (an endpoint taking its time) leaves slots for the lanes after it.
+ */
+export interface RunnerLane {
+  name: string;
+  kinds: readonly string[];
+  max?: number;
+}
+
+interface Lane {
+  name: string;
+  kinds: string[];
+  max: number;
+  running: number;
+}
+
 interface ActiveJob {
   ref: LeaseRef;
+  lane: Lane;
+  /** Still counted in its lane's `running`. */
+  counted: boolean;
   controller: AbortController;
   settled: Promise<void>;
 }
@@ -92,6 +119,8 @@ export class JobRunner {
   private readonly queue: JobQueue;
   private readonly handlers: Readonly<Record<string, JobHandler>>;
   private readonly kinds: string[];
+  private readonly lanes: Lane[];
+  private readonly laneOf = new Map<string, Lane>();
   private readonly concurrency: number;
   private readonly leaseMs: number;
   private readonly pollIntervalMs: number;
@@ -123,6 +152,20 @@ export class JobRunner {
     this.handlers = options.handlers;
     this.kinds = Object.keys(options.handlers).sort();
     this.concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
+    this.lanes = [];
+    for (const lane of options.lanes ?? []) {
+      const kinds = lane.kinds.filter((k) => this.kinds.includes(k) && !this.laneOf.has(k));
+      if (kinds.length === 0) continue;
+      const entry: Lane = { name: lane.name, kinds, max: Math.max(1, Math.min(this.concurrency, lane.max ?? this.concurrency)), running: 0 };
+      this.lanes.push(entry);
+      for (const k of kinds) this.laneOf.set(k, entry);
+    }
+    const rest = this.kinds.filter((k) => !this.laneOf.has(k));
+    if (rest.length > 0) {
+      const entry: Lane = { name: this.lanes.length === 0 ? 'jobs' : 'other', kinds: rest, max: this.concurrency, running: 0 };
+      this.lanes.push(entry);
+      for (const k of rest) this.laneOf.set(k, entry);
+    }
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_MS;
     this.stopTimeoutMs = options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
@@ -155,7 +198,10 @@ export class JobRunner {
     if (this.keepDoneMs > 0) {
       this.purgeTimer = setInterval(() => void this.purge(), Math.min(this.keepDoneMs, PURGE_INTERVAL_MS));
     }
-    this.logger.info({ worker: this.workerId, kinds: this.kinds, concurrency: this.concurrency }, 'job runner started');
+    this.logger.info(
+      { worker: this.workerId, concurrency: this.concurrency, lanes: this.lanes.map((l) => ({ name: l.name, kinds: l.kinds, max: l.max })) },
+      'job runner started',
+    );
     this.wake();
   }
 
@@ -187,7 +233,11 @@ export class JobRunner {
       clearTimeout(timer);
       if (timedOut) {
         const left = [...this.active.values()];
-        for (const a of left) a.controller.abort(new Error('job runner stopped'));
+        for (const a of left) {
+          a.controller.abort(new Error('job runner stopped'));
+          a.counted = false;
+          a.lane.running -= 1;
+        }
         this.logger.warn({ worker: this.workerId, jobs: left.map((a) => a.ref.id) }, 'handlers still running at stop; their leases will expire');
         this.active.clear();
       }
@@ -270,7 +320,8 @@ export class JobRunner {
 
   private async cycle(outcomes: readonly Outcome[], limit: number): Promise<JobRow[]> {
     const now = this.queue.now();
-    const claim = { workerId: this.workerId, kinds: this.kinds, limit, leaseMs: this.leaseMs, now };
+    const lanes = this.lanes.map((l) => ({ kinds: l.kinds, limit: Math.min(limit, l.max - l.running) }));
+    const claim = { workerId: this.workerId, kinds: this.kinds, limit, leaseMs: this.leaseMs, now, lanes };
     const sqlite = this.store.engine === 'sqlite';
     if (outcomes.length === 0 && !sqlite) return claimJobs(this.store, claim);
     // SQLite: the cycle joins the process's group commit, so claims and outcomes share one commit
@@ -318,10 +369,17 @@ export class JobRunner {
     const ref: LeaseRef = { id: Number(row.id), attempts: Number(row.attempts) };
     const controller = new AbortController();
     let settle!: () => void;
-    const entry: ActiveJob = { ref, controller, settled: new Promise<void>((resolve) => (settle = resolve)) };
+    // A kind no lane names (a handler's kind always has one) is counted in the last lane.
+    const lane = this.laneOf.get(row.kind) ?? (this.lanes[this.lanes.length - 1] as Lane);
+    const entry: ActiveJob = { ref, lane, counted: true, controller, settled: new Promise<void>((resolve) => (settle = resolve)) };
     this.active.set(ref.id, entry);
+    lane.running += 1;
     void this.execute(row, entry).then((outcome) => {
       settle();
+      if (entry.counted) {
+        entry.counted = false;
+        lane.running -= 1;
+      }
       if (this.active.get(ref.id) !== entry) {
         // Abandoned at stop, or claimed again by this worker after its lease was lost.
         this.logger.warn({ worker: this.workerId, job: ref.id, kind: row.kind }, 'outcome of an abandoned job run discarded');

@@ -80,4 +80,39 @@ describeEachEngine('the claim', (engine) => {
     expect(retaken.map((j) => j.id)).toEqual([stuck]);
     expect(retaken[0]).toMatchObject({ locked_by: 'w', attempts: 2 });
   });
+
+  it('fills lanes in order: a later job of an earlier lane goes before older jobs of the next lane', async () => {
+    const { queue, clock } = await setUp();
+    const sends = await queue.enqueue(store!.db, [1, 2, 3].map((n) => ({ kind: 'send', payload: n })));
+    clock.advance(10);
+    const [webhook] = await queue.enqueue(store!.db, { kind: 'inbound.batch', payload: null });
+    const lanes = [{ kinds: ['inbound.batch'], limit: 2 }, { kinds: ['send'], limit: 2 }];
+    const claimed = await claimJobs(store!, { workerId: 'w', kinds: ['inbound.batch', 'send'], limit: 2, leaseMs: 30_000, now: clock.time, lanes });
+    expect(claimed.map((j) => j.id).sort((a, b) => a - b)).toEqual([sends[0], webhook]);
+  });
+
+  it('takes no more from a lane than its limit, and the next lane fills the rest', async () => {
+    const { queue, clock } = await setUp();
+    const deliveries = await queue.enqueue(store!.db, [1, 2, 3].map((n) => ({ kind: 'deliver', payload: n })));
+    clock.advance(10);
+    const sends = await queue.enqueue(store!.db, [1, 2, 3].map((n) => ({ kind: 'send', payload: n })));
+    const lanes = [{ kinds: ['deliver'], limit: 1 }, { kinds: ['send'], limit: 4 }];
+    const claimed = await claimJobs(store!, { workerId: 'w', kinds: ['deliver', 'send'], limit: 4, leaseMs: 30_000, now: clock.time, lanes });
+    expect(claimed.map((j) => j.id)).toEqual([deliveries[0], ...sends]);
+  });
+
+  it('takes the kinds of one lane oldest first across them', async () => {
+    const { queue, clock } = await setUp();
+    const [a] = await queue.enqueue(store!.db, { kind: 'profile.fetch', payload: null });
+    clock.advance(10);
+    const [b] = await queue.enqueue(store!.db, { kind: 'media.download', payload: null });
+    clock.advance(10);
+    const [c] = await queue.enqueue(store!.db, { kind: 'profile.fetch', payload: null });
+    const kinds = ['profile.fetch', 'media.download'];
+    const take = () => claimJobs(store!, { workerId: 'w', kinds, limit: 1, leaseMs: 30_000, now: clock.time, lanes: [{ kinds, limit: 1 }] });
+    expect((await take()).map((j) => j.id)).toEqual([a]);
+    expect((await take()).map((j) => j.id)).toEqual([b]);
+    expect((await take()).map((j) => j.id)).toEqual([c]);
+    expect(await take()).toEqual([]);
+  });
 });

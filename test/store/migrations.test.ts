@@ -2,6 +2,8 @@ import { afterEach, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { statusHistory } from '../../src/pipeline/message-status.js';
 import { migrate } from '../../src/store/db.js';
+import { JobQueue } from '../../src/jobs/queue.js';
+import { claimJobs } from '../../src/jobs/claim.js';
 import { describeEachEngine, openTestStore } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
 
@@ -22,6 +24,24 @@ describeEachEngine('migrations', (engine) => {
     expect(typeof row.created_at).toBe('number');
   });
 
+  it('index ready jobs by kind first and keep the jobs waiting in the queue claimable (009)', async () => {
+    store = await openTestStore(engine, { migrateTo: '008_contact_unreachable' });
+    const queue = new JobQueue(store);
+    const [send] = await queue.enqueue(store.db, { kind: 'send', payload: null });
+    const [batch] = await queue.enqueue(store.db, { kind: 'inbound.batch', payload: null });
+    expect(await migrate(store)).toEqual(['009_jobs_ready_by_kind']);
+    const definition =
+      engine === 'sqlite'
+        ? (await sql<{ sql: string }>`select sql from sqlite_master where type = 'index' and name = 'jobs_ready'`.execute(store.db)).rows[0]?.sql
+        : (await sql<{ sql: string }>`select indexdef as sql from pg_indexes where indexname = 'jobs_ready' and schemaname = current_schema()`.execute(store.db)).rows[0]?.sql;
+    expect(definition?.replace(/\s+/g, ' ')).toMatch(/\(kind, run_at, id\) WHERE \(?state = 'pending'/i);
+    const lanes = [{ kinds: ['inbound.batch'], limit: 2 }, { kinds: ['send'], limit: 2 }];
+    const claimed = await claimJobs(store, { workerId: 'w', kinds: ['inbound.batch', 'send'], limit: 1, leaseMs: 1_000, now: Date.now(), lanes });
+    expect(claimed.map((j) => j.id)).toEqual([batch]);
+    const rest = await claimJobs(store, { workerId: 'w', kinds: ['inbound.batch', 'send'], limit: 2, leaseMs: 1_000, now: Date.now(), lanes });
+    expect(rest.map((j) => j.id)).toEqual([send]);
+  });
+
   it('leave events with the (account, id) index and without the (account, created_at) one (005)', async () => {
     store = await openTestStore(engine, { migrateTo: '004_hot_paths' });
     const indexes = async () => {
@@ -32,7 +52,7 @@ describeEachEngine('migrations', (engine) => {
       return (await q.execute(store!.db)).rows.map((r) => r.name);
     };
     expect(await indexes()).toContain('events_account');
-    expect(await migrate(store)).toEqual(['005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable']);
+    expect(await migrate(store)).toEqual(['005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable', '009_jobs_ready_by_kind']);
     const after = await indexes();
     expect(after).not.toContain('events_account');
     expect(after).toEqual(expect.arrayContaining(['events_account_id', 'events_sender']));
@@ -71,7 +91,7 @@ describeEachEngine('migrations', (engine) => {
     await history('sent', JSON.stringify({ mid: 'm_1' }), now + 5);
     await history('delivered', JSON.stringify({ source: 'delivery', watermark: now + 9 }), now + 9);
 
-    expect(await migrate(store)).toEqual(['004_hot_paths', '005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable']);
+    expect(await migrate(store)).toEqual(['004_hot_paths', '005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable', '009_jobs_ready_by_kind']);
     const rows = await db.selectFrom('messages').select(['id', 'status_log']).orderBy('id').execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     expect(statusHistory(byId.get('msg_out')!)).toEqual([
