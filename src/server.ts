@@ -84,7 +84,7 @@ const SENDER_CHECK_JOB = 'sender.check';
  * - sends last, in every slot the others leave; a send job waits on Meta's answer, a few hundred
  *   milliseconds in production.
  */
-export function jobLanes(concurrency: number): RunnerLane[] {
+function jobLanes(concurrency: number): RunnerLane[] {
   return [
     { name: 'inbound', kinds: [INBOUND_BATCH_JOB] },
     { name: 'background', kinds: [PROFILE_FETCH_JOB, MEDIA_DOWNLOAD_JOB, SENDER_CHECK_JOB], max: Math.max(1, Math.floor(concurrency / 8)) },

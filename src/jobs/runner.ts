@@ -369,8 +369,8 @@ export class JobRunner {
     const ref: LeaseRef = { id: Number(row.id), attempts: Number(row.attempts) };
     const controller = new AbortController();
     let settle!: () => void;
-    // A kind no lane names (a handler's kind always has one) is counted in the last lane.
-    const lane = this.laneOf.get(row.kind) ?? (this.lanes[this.lanes.length - 1] as Lane);
+    // Every kind the runner claims has a lane: those no lane names form the last one.
+    const lane = this.laneOf.get(row.kind) as Lane;
     const entry: ActiveJob = { ref, lane, counted: true, controller, settled: new Promise<void>((resolve) => (settle = resolve)) };
     this.active.set(ref.id, entry);
     lane.running += 1;
