@@ -1,7 +1,8 @@
 /**
  * Bad input gets a 4xx in the documented error shape with a stable code, never a 500 or a hang:
- * bodies nested too deeply, malformed multipart uploads, and requests Node's HTTP parser or
- * Fastify's router refuse before any route runs.
+ * bodies nested too deeply, malformed multipart uploads, requests Node's HTTP parser or Fastify's
+ * router refuse before any route runs, and a walk of every operation in the OpenAPI document with
+ * odd ids, queries and bodies.
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,6 +117,81 @@ describe('bad input', () => {
       expect(body.error.code).toBe('VALIDATION_FAILED');
       expect(String(body.error.details['field'])).toMatch(/^querystring\./);
     }
+  });
+
+  it('answers every operation in the OpenAPI document with a 4xx in the error shape, never a 5xx, whatever ids, queries and bodies it gets', async () => {
+    // Deterministic inputs, walked over the document so a new route is covered as soon as it exists.
+    const doc = await s.api<{ paths: Record<string, Record<string, { parameters?: { in: string; name: string }[]; requestBody?: { content?: Record<string, { schema?: { properties?: Record<string, unknown> } }> } }>> }>('GET', '/v1/openapi.json');
+    const key = s.account.key;
+    const problems: string[] = [];
+    let requests = 0;
+    const send = async (method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<void> => {
+      requests += 1;
+      const res = await fetch(`${s.url}${path}`, { method, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, body });
+      const text = await res.text();
+      const what = `${method} ${path.slice(0, 80)} ${body?.slice(0, 60) ?? ''} -> ${res.status}`;
+      if (res.status >= 500) problems.push(`${what}: ${text.slice(0, 200)}`);
+      else if (res.status >= 400) {
+        let parsed: Partial<ErrorBody> = {};
+        try {
+          parsed = JSON.parse(text) as ErrorBody;
+        } catch {
+          problems.push(`${what}: not JSON`);
+        }
+        if (typeof parsed.error?.code !== 'string' || typeof parsed.error.message !== 'string') problems.push(`${what}: not the error shape: ${text.slice(0, 120)}`);
+      }
+    };
+    const oddIds = ['x', '%00', '..%2F..%2Fsecret.key', 'a'.repeat(3000), '%F0%9F%98%80', "'%20or%201=1--", '-1'];
+    const oddQueries = ['', '-1', '99999999999999999999', '%00', 'a'.repeat(2000), '[]'];
+    const oddValues: unknown[] = [null, true, -1, 1e308, 'x'.repeat(70_000), '', [], [1, 'a'], {}, { a: { b: [null] } }, '\u0000', '😀'.repeat(500)];
+    const oddBodies = ['{', 'null', '[]', '"x"', '1', '{"a":', '\u0000', '{"__proto__":{"polluted":1}}', '{"constructor":{"prototype":{"polluted":1}}}'];
+    for (const [template, operations] of Object.entries(doc.body.paths)) {
+      const route = template.startsWith('/v1') ? template : `/v1${template}`;
+      for (const [lower, op] of Object.entries(operations)) {
+        const method = lower.toUpperCase();
+        const withBody = method !== 'GET' && method !== 'DELETE';
+        if (route.includes('{')) for (const id of oddIds) await send(method, route.replace(/\{[^}]+\}/g, id), withBody ? '{}' : undefined);
+        // Our own sender where a route takes one (its validation and lookups run), a missing id elsewhere; never deleted.
+        if (method === 'DELETE') continue;
+        const path = route.replace(/\{[^}]+\}/g, (p) => (route.startsWith('/v1/senders/') && p === '{id}' ? senderId : 'missing_1'));
+        const query = (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name);
+        for (const q of oddQueries) {
+          if (query.length > 0) await send(method, `${path}?${query.map((name) => `${name}=${q}`).join('&')}`, withBody ? '{}' : undefined);
+        }
+        if (!withBody) continue;
+        for (const raw of oddBodies) await send(method, path, raw);
+        await send(method, path, 'a=b', { 'content-type': 'application/x-www-form-urlencoded' });
+        await send(method, path, '{}', { 'content-type': 'application/json; charset=latin1' });
+        const props = Object.keys(op.requestBody?.content?.['application/json']?.schema?.properties ?? {});
+        for (const prop of props) for (const value of oddValues) await send(method, path, JSON.stringify({ [prop]: value }));
+      }
+    }
+    // The message body's shapes that pass the schema and are refused later, by policy, content or URL checks.
+    const to = { psid: '1' };
+    const messages: unknown[] = [
+      { sender_id: senderId, to, attachments: [{ type: 'image', url: 'http://10.0.0.1/x.png' }] },
+      { sender_id: senderId, to, attachments: [{ type: 'file', url: 'not a url' }] },
+      { sender_id: senderId, to, attachments: [{ type: 'image', media_id: 'med_missing' }] },
+      { sender_id: senderId, to, text: 'q', quick_replies: [{ content_type: 'text', title: 'a'.repeat(100), payload: 'x' }] },
+      { sender_id: senderId, to, template: { template_type: 'generic', elements: [] } },
+      { sender_id: senderId, to, template: { template_type: 'button', text: 'x', buttons: [{ type: 'web_url', url: 'javascript:alert(1)', title: 'x' }] } },
+      { sender_id: senderId, to, template: { template_type: 'receipt' } },
+      { sender_id: senderId, to, message: { text: 'raw' }, text: 'both' },
+      { sender_id: senderId, to: { contact_id: 'ct_missing' }, text: 'x' },
+      { sender_id: senderId, to: { user_ref: 'missing' }, text: 'x' },
+      { sender_id: senderId, to: { psid: '1', contact_id: 'ct_missing' }, text: 'x' },
+      { sender_id: senderId, to, text: 'x', messaging_type: 'MESSAGE_TAG', tag: 'NOT_A_TAG' },
+      { sender_id: senderId, to, text: 'x', reply_to: 'm_missing' },
+      { sender_id: senderId, to, text: 'x', status_callback: 'http://169.254.169.254/latest' },
+      { sender_id: senderId, to, text: 'x', status_callback: 'ftp://example.com/x' },
+      { sender_id: senderId, to, text: 'x'.repeat(2001) },
+      { sender_id: senderId, to, text: 'x', client_ref: 'y'.repeat(5000) },
+    ];
+    for (const m of messages) await send('POST', '/v1/messages', JSON.stringify(m));
+    for (const idem of ['x'.repeat(1000), '\t', 'é']) await send('POST', '/v1/messages', JSON.stringify({ sender_id: senderId, to, text: 'x' }), { 'idempotency-key': idem });
+    expect(problems).toEqual([]);
+    // The walk covered the document: every operation, with hundreds of inputs in all.
+    expect(requests).toBeGreaterThan(1000);
   });
 
   it('takes JSON bodies as sent (no coercion), while query strings still become numbers and booleans', async () => {
