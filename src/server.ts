@@ -116,7 +116,8 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     appSecret: config.meta.appSecret,
     timeoutMs: config.meta.timeoutMs,
   });
-  const queue = new JobQueue(store);
+  // Sends are claimed fairly between accounts (`src/jobs/claim.ts`): a backlog of one does not hold back the others.
+  const queue = new JobQueue(store, { fairKinds: [SEND_JOB] });
   const ctx: PipelineContext = {
     store,
     queue,

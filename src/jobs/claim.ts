@@ -6,6 +6,15 @@
  * including one waiting for a retry in the future: jobs sharing a key run one at a time, oldest
  * first. Expired leases are taken first: they are few and older than anything else.
  *
+ * A lane may be read fairly (`ClaimLane.fair`, the send lane): its jobs carry a tenant, their
+ * `fair_key` (the account a message is for), and the lane takes one ready job from each tenant in
+ * turn, starting after the tenant it served last, then a second from each, and so on; each tenant's
+ * jobs oldest first. So a business that queued thousands of messages does not hold back another
+ * business's next reply behind all of them: that reply goes with the next free slot. The tenants
+ * are found by a skip scan of `jobs_ready (kind, fair_key, run_at, id)` (one index seek per tenant
+ * with pending jobs), and each tenant's ready jobs are the start of its own range of that index.
+ * Every other lane reads the `fair_key is null` range of its kinds, oldest first.
+ *
  * PostgreSQL: `FOR UPDATE SKIP LOCKED`, so any number of processes claim side by side without
  * waiting on each other or taking the same job. SQLite: one process; the claim is one UPDATE,
  * either alone (a write statement takes the write lock before it reads) or inside the runner's
@@ -34,7 +43,45 @@ export interface ClaimOptions {
 export interface ClaimLane {
   kinds: readonly string[];
   limit: number;
+  /**
+   * Read fairly between tenants (kinds whose jobs carry a `fair_key`), taking turns from the first
+   * tenant after `after` in key order (wrapping around): pass the `nextFairAfter` of the last claim.
+   * `depth` (default `limit`) is the most jobs read of any one tenant: a claim reads about
+   * tenants x depth rows, so with many tenants waiting the caller asks for `limit / tenants` each
+   * and claims again if a tenant gave all it was asked for and slots are left.
+   */
+  fair?: { after: string; depth?: number };
 }
+
+/**
+ * Where the next fair claim of a lane starts: after the last tenant served in this claim's last
+ * round. A claim serves every tenant once in turn, then again, so the tenants served most often
+ * (`rounds` times) were served in the last round, and the last of them in turn order is the one.
+ */
+export function nextFairAfter(after: string, claimed: readonly Pick<JobRow, 'fair_key'>[]): string {
+  const served = new Map<string, number>();
+  for (const row of claimed) served.set(row.fair_key ?? '', (served.get(row.fair_key ?? '') ?? 0) + 1);
+  const rounds = Math.max(0, ...served.values());
+  let last: string | null = null;
+  for (const [key, times] of served) {
+    if (times < rounds) continue;
+    // Turn order: the tenants after `after` in key order, then (wrapping around) those up to it.
+    if (last === null || turnBefore(last, key, after)) last = key;
+  }
+  return last ?? after;
+}
+
+function turnBefore(a: string, b: string, after: string): boolean {
+  const wrappedA = !(a > after);
+  const wrappedB = !(b > after);
+  return wrappedA === wrappedB ? a < b : !wrappedA;
+}
+
+// The tenants of a fair kind with pending jobs, one index seek each: the first, then each next one.
+const firstTenant = (kind: string) =>
+  sql`select (select fair_key from jobs where state = 'pending' and kind = ${kind} and fair_key is not null order by fair_key limit 1) as k`;
+const nextTenant = (kind: string, t: ReturnType<typeof sql.raw>) =>
+  sql`select (select fair_key from jobs where state = 'pending' and kind = ${kind} and fair_key > ${t}.k order by fair_key limit 1) from ${t} where ${t}.k is not null`;
 
 /** `executor`: a write transaction to claim in (the runner records outcomes in the same one), or the database. */
 export async function claimJobs(store: Store, options: ClaimOptions, executor: Db = store.db): Promise<JobRow[]> {
@@ -46,19 +93,33 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
   // and the claim then took 2-3 times as long (measured: 212 against 81 µs for five jobs). They
   // are small integers from the runner (free slots, and a capped lane's room), so the texts stay
   // in the hundreds and each is prepared once.
-  for (const n of [limit, ...lanes.map((l) => l.limit)]) if (!Number.isInteger(n)) throw new Error(`claim limit must be an integer, not ${n}`);
+  for (const n of [limit, ...lanes.flatMap((l) => [l.limit, l.fair?.depth ?? l.limit])]) if (!Number.isInteger(n)) throw new Error(`claim limit must be an integer, not ${n}`);
   const lim = sql.lit(limit);
   const expiredLeases = sql`select r.id from jobs r
     where r.state = 'running' and r.locked_until < ${now} and r.kind in (${kindList})
     order by r.locked_until limit ${lim}`;
-  // One kind's ready jobs, oldest first: a range of the `jobs_ready (kind, run_at, id)` index.
+  // One kind's ready jobs without a tenant, oldest first: the `(kind, null)` range of the
+  // `jobs_ready (kind, fair_key, run_at, id)` index.
   // Several kinds are read one range each and merged, not as one `kind in (…)` scan, which would
   // sort every ready job of those kinds (a backlog of thousands) on every claim.
+  const keyFree = sql`(j.key is null or not exists (
+        select 1 from jobs o where o.key = j.key and o.key is not null and o.state in ${LIVE_STATES_SQL} and o.id < j.id))`;
   const readyOf = (kind: string, n: number) => sql`select j.id, j.run_at from jobs j
-    where j.state = 'pending' and j.kind = ${kind} and j.run_at <= ${now}
-      and (j.key is null or not exists (
-        select 1 from jobs o where o.key = j.key and o.key is not null and o.state in ${LIVE_STATES_SQL} and o.id < j.id))
+    where j.state = 'pending' and j.kind = ${kind} and j.fair_key is null and j.run_at <= ${now} and ${keyFree}
     order by j.run_at, j.id limit ${sql.lit(n)}`;
+  // One tenant's ready jobs of a fair kind, oldest first: the start of its range of the index.
+  // The depth is written into the text like the limits (a bound LIMIT whose value changes makes
+  // SQLite prepare the whole statement again: measured 240 against 10 µs for this claim); the
+  // runner rounds it to a power of two, so it adds a few texts per lane limit, not one per value.
+  const tenantReady = (kind: string, tenant: ReturnType<typeof sql.ref>, depth: number) => sql`select j.id, j.run_at from jobs j
+    where j.state = 'pending' and j.kind = ${kind} and j.fair_key = ${tenant} and j.run_at <= ${now} and ${keyFree}
+    order by j.run_at, j.id limit ${sql.lit(depth)}`;
+  const depthOf = (lane: ClaimLane) => Math.max(1, Math.min(lane.limit, lane.fair?.depth ?? lane.limit));
+  // The lane's candidates in turn order: the first ready job of every tenant (those after `after`
+  // first, in key order, then the rest), then the second of each, and so on.
+  const inTurn = (ready: ReturnType<typeof sql>, after: string, n: number) => sql`select id from (
+      select id, run_at, tk, row_number() over (partition by tk order by run_at, id) as turn from (${ready}) r
+    ) f order by turn, case when tk > ${after} then 0 else 1 end, tk, run_at, id limit ${sql.lit(n)}`;
   const mark = sql`update jobs set state = 'running', locked_until = ${now + leaseMs}, locked_by = ${workerId},
     attempts = attempts + 1, updated_at = ${now}`;
 
@@ -67,6 +128,17 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
     // Each kind's range is locked as it is read (`skip locked`: other processes take others).
     const ctes = [sql`expired as (${expiredLeases} for update skip locked)`];
     const laneSelects = lanes.map((lane, i) => {
+      if (lane.fair) {
+        const arms = lane.kinds.map((kind, k) => {
+          const tenants = sql.raw(`tenants_${i}_${k}`);
+          ctes.push(sql`${tenants}(k) as (${firstTenant(kind)} union all ${nextTenant(kind, tenants)})`);
+          return sql`select r.id, r.run_at, t.k as tk from ${tenants} t
+              cross join lateral (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))} for update of j skip locked) r where t.k is not null
+            union all
+            select r.id, r.run_at, '' as tk from (${readyOf(kind, lane.limit)} for update of j skip locked) r`;
+        });
+        return sql`(${inTurn(sql.join(arms, sql` union all `), lane.fair.after, lane.limit)})`;
+      }
       const names = lane.kinds.map((kind, k) => {
         const name = sql.raw(`ready_${i}_${k}`);
         ctes.push(sql`${name} as (${readyOf(kind, lane.limit)} for update of j skip locked)`);
@@ -78,12 +150,25 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
       );
       return sql`(select id from (${merged}) lane order by run_at, id limit ${sql.lit(lane.limit)})`;
     });
-    query = sql<JobRow>`with ${sql.join(ctes)},
+    query = sql<JobRow>`with recursive ${sql.join(ctes)},
         picked as (select id from expired union all ${sql.join(laneSelects, sql` union all `)} limit ${lim})
       ${mark} where id in (select id from picked) returning *`;
   } else {
     // A compound select runs its arms in order and stops at the limit: earlier lanes go first.
     const laneSelects = lanes.map((lane) => {
+      if (lane.fair) {
+        // Each tenant's range is read through `id in (…)`: SQLite runs that subquery once per
+        // tenant, with its own limit, and never sorts a backlog.
+        const arms = lane.kinds.map(
+          (kind) => sql`select * from (
+              with recursive t(k) as (${firstTenant(kind)} union all ${nextTenant(kind, sql.raw('t'))})
+              select j.id, j.run_at, t.k as tk from t join jobs j on j.id in (select id from (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))})) where t.k is not null
+              union all
+              select id, run_at, '' as tk from (${readyOf(kind, lane.limit)})
+            )`,
+        );
+        return sql`select id from (${inTurn(sql.join(arms, sql` union all `), lane.fair.after, lane.limit)})`;
+      }
       const ranges = lane.kinds.map((kind) => sql`select id, run_at from (${readyOf(kind, lane.limit)})`);
       const merged = ranges.length === 1 ? (ranges[0] as (typeof ranges)[number]) : sql`select id, run_at from (${sql.join(ranges, sql` union all `)}) order by run_at, id limit ${sql.lit(lane.limit)}`;
       return sql`select id from (${merged})`;
@@ -100,13 +185,23 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
  * When something may next become ready without anyone saying so: the earliest future `run_at`
  * of a pending job of these kinds, or the earliest lease of another worker to expire.
  */
-export async function nextDueAt(store: Store, options: { workerId: string; kinds: readonly string[]; now: number }): Promise<number | null> {
+export async function nextDueAt(store: Store, options: { workerId: string; kinds: readonly string[]; now: number; fairKinds?: ReadonlySet<string> }): Promise<number | null> {
   const { workerId, kinds, now } = options;
   if (kinds.length === 0) return null;
   const kindList = sql.join([...kinds]);
-  // The earliest future run of each kind, one index range each (see `readyOf` above).
+  // The earliest future run of each kind, one index range each (see `readyOf` above); of a fair
+  // kind, of each tenant's range.
+  const untenanted = (kind: string) => sql`select min(run_at) as m from jobs where state = 'pending' and kind = ${kind} and fair_key is null and run_at > ${now}`;
   const nextRuns = sql.join(
-    kinds.map((kind) => sql`select min(run_at) as m from jobs where state = 'pending' and kind = ${kind} and run_at > ${now}`),
+    kinds.map((kind) =>
+      options.fairKinds?.has(kind)
+        ? sql`select * from (
+            with recursive t(k) as (${firstTenant(kind)} union all ${nextTenant(kind, sql.raw('t'))})
+            select (select min(run_at) from jobs j where j.state = 'pending' and j.kind = ${kind} and j.fair_key = t.k and j.run_at > ${now}) as m from t where t.k is not null
+            union all ${untenanted(kind)}
+          ) tenant_runs`
+        : untenanted(kind),
+    ),
     sql` union all `,
   );
   const { rows } = await sql<{ next_run: number | null; next_expiry: number | null }>`select

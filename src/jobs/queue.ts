@@ -24,6 +24,11 @@ import type { RetrySchedule, RetrySchedules } from './schedule.js';
 export interface JobQueueOptions {
   /** Retry schedules by kind, over the defaults in `schedule.ts`. */
   schedules?: RetrySchedules;
+  /**
+   * Kinds claimed fairly between tenants (`claim.ts`): their jobs keep the `fairKey` they are
+   * enqueued with (an empty one when none is given); every other kind's jobs have none.
+   */
+  fairKinds?: readonly string[];
   /** The clock (epoch ms). */
   now?: () => number;
 }
@@ -50,12 +55,14 @@ const MAX_LIST = 1000;
 // NOTIFY channel names are identifiers: at most 63 bytes.
 const MAX_CHANNEL_LENGTH = 63;
 
-const insertOneJob = compiled((db: Db, kind: string, key: string | null, payload: string, runAt: number, maxAttempts: number, now: number) =>
+// One job row; a job of a kind claimed fairly names its tenant, other kinds' rows leave `fair_key` null.
+const insertJob = (db: Db, kind: string, key: string | null, fairKey: string | undefined, payload: string, runAt: number, maxAttempts: number, now: number) =>
   db
     .insertInto('jobs')
     .values({
       kind,
       key,
+      ...(fairKey === undefined ? {} : { fair_key: fairKey }),
       payload,
       // A null key never matches (`=` with null is not true): pending, as for any unkeyed job.
       state: initialStateFor(key as string),
@@ -68,7 +75,12 @@ const insertOneJob = compiled((db: Db, kind: string, key: string | null, payload
       created_at: now,
       updated_at: now,
     })
-    .returning('id'),
+    .returning('id');
+const insertOneJob = compiled((db: Db, kind: string, key: string | null, payload: string, runAt: number, maxAttempts: number, now: number) =>
+  insertJob(db, kind, key, undefined, payload, runAt, maxAttempts, now),
+);
+const insertOneFairJob = compiled((db: Db, kind: string, key: string | null, fairKey: string, payload: string, runAt: number, maxAttempts: number, now: number) =>
+  insertJob(db, kind, key, fairKey, payload, runAt, maxAttempts, now),
 );
 
 export class JobQueue {
@@ -79,10 +91,13 @@ export class JobQueue {
   /** Transactions that enqueued something: only those notify on commit. */
   private readonly writers = new WeakSet<object>();
   private channelName: Promise<string> | undefined;
+  /** Kinds claimed fairly between tenants (see `JobQueueOptions.fairKinds`). */
+  readonly fairKinds: ReadonlySet<string>;
 
   constructor(store: Store, options: JobQueueOptions = {}) {
     this.store = store;
     this.schedules = { ...RETRY_SCHEDULES, ...options.schedules };
+    this.fairKinds = new Set(options.fairKinds ?? []);
     this.clock = options.now ?? Date.now;
     // Every runner in the process listens; more than ten is not a leak.
     this.wakes.setMaxListeners(0);
@@ -123,6 +138,9 @@ export class JobQueue {
       return {
         kind: s.kind,
         key,
+        // Other kinds leave the column out (null; in a batch mixing kinds, Kysely writes null or
+        // DEFAULT for a column a row lacks).
+        ...(this.fairKinds.has(s.kind) ? { fair_key: s.fairKey ?? '' } : {}),
         payload: JSON.stringify(s.payload ?? null),
         state,
         run_at: s.runAt ?? now,
@@ -139,7 +157,9 @@ export class JobQueue {
     const one = rows.length === 1 ? rows[0] : undefined;
     if (one !== undefined) {
       // The common case (a message's send, a delivery): one row, a statement compiled once.
-      const { rows: inserted } = await insertOneJob.run(trx, one.kind, one.key, one.payload, one.run_at, one.max_attempts, now);
+      const { rows: inserted } = await (one.fair_key === undefined
+        ? insertOneJob.run(trx, one.kind, one.key, one.payload, one.run_at, one.max_attempts, now)
+        : insertOneFairJob.run(trx, one.kind, one.key, one.fair_key, one.payload, one.run_at, one.max_attempts, now));
       for (const row of inserted) ids.push(Number(row.id));
       this.writers.add(trx);
       return ids;

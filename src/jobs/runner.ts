@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Db, Store } from '../store/db.js';
 import type { JobRow } from '../store/schema.js';
-import { claimJobs, nextDueAt } from './claim.js';
+import { claimJobs, nextDueAt, nextFairAfter } from './claim.js';
 import { recordOutcomesIn, writeTransaction } from './finish.js';
 import { groupCommitFor } from './group-commit.js';
 import type { LeaseRef, Outcome } from './finish.js';
@@ -95,6 +95,19 @@ interface Lane {
   kinds: string[];
   max: number;
   running: number;
+  /** Its kinds are claimed fairly between tenants (the queue's `fairKinds`). */
+  fair: FairTurn | undefined;
+}
+
+/** Where a fair lane stands between claims. */
+interface FairTurn {
+  /** The tenant served last: the next claim starts after it. */
+  after: string;
+  /** Tenants served by the last claim that took any: the next claim asks each for its share of the slots. */
+  tenants: number;
+  /** The current claim's slots and share per tenant. */
+  limit: number;
+  depth: number;
 }
 
 interface ActiveJob {
@@ -156,13 +169,16 @@ export class JobRunner {
     for (const lane of options.lanes ?? []) {
       const kinds = lane.kinds.filter((k) => this.kinds.includes(k) && !this.laneOf.has(k));
       if (kinds.length === 0) continue;
-      const entry: Lane = { name: lane.name, kinds, max: Math.max(1, Math.min(this.concurrency, lane.max ?? this.concurrency)), running: 0 };
+      const entry: Lane = { name: lane.name, kinds, max: Math.max(1, Math.min(this.concurrency, lane.max ?? this.concurrency)), running: 0, fair: this.fairness(lane.name, kinds) };
       this.lanes.push(entry);
       for (const k of kinds) this.laneOf.set(k, entry);
     }
-    const rest = this.kinds.filter((k) => !this.laneOf.has(k));
-    if (rest.length > 0) {
-      const entry: Lane = { name: this.lanes.length === 0 ? 'jobs' : 'other', kinds: rest, max: this.concurrency, running: 0 };
+    // Kinds no lane names form the last lanes: the fairly claimed ones one lane, the others another.
+    for (const fair of [false, true]) {
+      const rest = this.kinds.filter((k) => !this.laneOf.has(k) && this.queue.fairKinds.has(k) === fair);
+      if (rest.length === 0) continue;
+      const name = this.lanes.length === 0 ? 'jobs' : 'other';
+      const entry: Lane = { name, kinds: rest, max: this.concurrency, running: 0, fair: this.fairness(name, rest) };
       this.lanes.push(entry);
       for (const k of rest) this.laneOf.set(k, entry);
     }
@@ -302,7 +318,7 @@ export class JobRunner {
         // A wake during the cycle (a job just enqueued or finished) means look again.
         if (this.started && limit > 0 && rows.length === 0 && !this.wakeRequested) {
           if (this.active.size === 0) this.resolveDrained();
-          const due = await nextDueAt(this.store, { workerId: this.workerId, kinds: this.kinds, now: this.queue.now() });
+          const due = await nextDueAt(this.store, { workerId: this.workerId, kinds: this.kinds, now: this.queue.now(), fairKinds: this.queue.fairKinds });
           sleepMs = due === null ? this.pollIntervalMs : Math.min(this.pollIntervalMs, Math.max(0, due - this.queue.now()) + 1);
         }
       }
@@ -318,12 +334,55 @@ export class JobRunner {
     else this.sleep(sleepMs ?? this.pollIntervalMs);
   }
 
+  /** A lane's fair state: fair when its kinds are, never a mix (one claim order per lane). */
+  private fairness(lane: string, kinds: readonly string[]): FairTurn | undefined {
+    const fair = kinds.filter((k) => this.queue.fairKinds.has(k));
+    if (fair.length === 0) return undefined;
+    if (fair.length < kinds.length) throw new Error(`job lane ${lane} mixes kinds claimed fairly (${fair.join(', ')}) with others`);
+    return { after: '', tenants: 1, limit: 0, depth: 0 };
+  }
+
+  /**
+   * Claimed (committed): each fair lane's next claim starts after the last tenant it served and
+   * asks each tenant for its share of the slots, as many tenants as this claim served. A tenant
+   * that gave its whole share while slots were left may have more: claim again at once (the share
+   * was set from fewer tenants than are waiting now, or some had less than their share).
+   */
+  private taken(rows: JobRow[]): JobRow[] {
+    for (const lane of this.lanes) {
+      const turn = lane.fair;
+      if (!turn || turn.limit <= 0) continue;
+      const mine = rows.filter((r) => this.laneOf.get(r.kind) === lane);
+      turn.after = nextFairAfter(turn.after, mine);
+      if (mine.length === 0) continue;
+      const served = new Map<string, number>();
+      for (const r of mine) served.set(r.fair_key ?? '', (served.get(r.fair_key ?? '') ?? 0) + 1);
+      turn.tenants = served.size;
+      if (mine.length < turn.limit && turn.depth < turn.limit && Math.max(...served.values()) >= turn.depth) this.wakeRequested = true;
+    }
+    return rows;
+  }
+
+  /** The fair lanes' claim for this cycle: each tenant's share of the lane's free slots. */
+  private fairClaim(lane: Lane, limit: number): { after: string; depth: number } | undefined {
+    const turn = lane.fair;
+    if (!turn) return undefined;
+    turn.limit = limit;
+    // Rounded up to a power of two: the depth is part of the claim's statement text (`claim.ts`).
+    turn.depth = Math.min(limit, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(limit / turn.tenants)))));
+    return { after: turn.after, depth: turn.depth };
+  }
+
   private async cycle(outcomes: readonly Outcome[], limit: number): Promise<JobRow[]> {
     const now = this.queue.now();
-    const lanes = this.lanes.map((l) => ({ kinds: l.kinds, limit: Math.min(limit, l.max - l.running) }));
+    const lanes = this.lanes.map((l) => {
+      const laneLimit = Math.min(limit, l.max - l.running);
+      const fair = this.fairClaim(l, laneLimit);
+      return { kinds: l.kinds, limit: laneLimit, ...(fair ? { fair } : {}) };
+    });
     const claim = { workerId: this.workerId, kinds: this.kinds, limit, leaseMs: this.leaseMs, now, lanes };
     const sqlite = this.store.engine === 'sqlite';
-    if (outcomes.length === 0 && !sqlite) return claimJobs(this.store, claim);
+    if (outcomes.length === 0 && !sqlite) return this.taken(await claimJobs(this.store, claim));
     // SQLite: the cycle joins the process's group commit, so claims and outcomes share one commit
     // with the messages and status moves written at the same moment (a lone claim was its own
     // commit, about 200 µs of the loop's time at a few thousand jobs a second).
@@ -341,6 +400,7 @@ export class JobRunner {
       return { result: recorded, rows: limit > 0 ? await claimJobs(this.store, claim, trx) : [] };
     });
     this.unflushed.splice(0, outcomes.length);
+    this.taken(rows);
     if (result === null) return rows;
     if (result.stale.length > 0) {
       this.logger.warn({ worker: this.workerId, jobs: result.stale.map((s) => s.id) }, 'lease lost before the outcome was recorded; outcome dropped');

@@ -288,7 +288,8 @@ export async function insertOutbound(trx: Db, ctx: PipelineContext, prepared: Pr
     status_log: initialStatusLog(FIRST_STATUSES, { at: now }),
   };
   await insertMessage(trx, row);
-  await ctx.queue.enqueue(trx, { kind: SEND_JOB, key: sendKey(sender.id, contact.id), payload: { message_id: row.id } satisfies SendJobPayload });
+  // The account's share of the send lane: its backlog does not hold back other accounts' sends.
+  await ctx.queue.enqueue(trx, { kind: SEND_JOB, key: sendKey(sender.id, contact.id), fairKey: row.account_id, payload: { message_id: row.id } satisfies SendJobPayload });
   await recordInitialStatuses(trx, ctx.queue, row, FIRST_STATUSES, { at: now, channel: prepared.channel });
   return row;
 }

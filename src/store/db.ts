@@ -20,6 +20,7 @@ import * as m006 from './migrations/006_expiry_indexes.js';
 import * as m007 from './migrations/007_inbound_item_keys.js';
 import * as m008 from './migrations/008_contact_unreachable.js';
 import * as m009 from './migrations/009_jobs_ready_by_kind.js';
+import * as m010 from './migrations/010_jobs_fair_key.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export type Db = Kysely<Database>;
@@ -156,6 +157,7 @@ function migrations(engine: Engine): Record<string, Migration> {
     '007_inbound_item_keys': { up: (db) => m007.up(db) },
     '008_contact_unreachable': { up: (db) => m008.up(db) },
     '009_jobs_ready_by_kind': { up: (db) => m009.up(db) },
+    '010_jobs_fair_key': { up: (db) => m010.up(db) },
   };
 }
 

@@ -296,6 +296,8 @@ export interface JobsTable {
   kind: string;
   /** Jobs sharing a key run one at a time, oldest first; null runs freely. */
   key: string | null;
+  /** The tenant a job of a fairly read kind belongs to (a send's account); null for other kinds. */
+  fair_key: Generated<string | null>;
   /** JSON */
   payload: string;
   /** pending | waiting (behind an older job with the same key) | running | done | dead */

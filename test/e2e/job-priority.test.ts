@@ -1,8 +1,10 @@
 /**
- * A backlog of sends does not hold back what customers write, end to end over real sockets on
- * SQLite and PostgreSQL. The business queues more replies than the job runner can send at once
- * (every Send API call slowed down); a customer then writes, and that message is processed, and
- * reaches the business, while most of the earlier sends are still waiting.
+ * A backlog of sends does not hold back what customers write, nor another business's replies, end
+ * to end over real sockets on SQLite and PostgreSQL. A business queues more replies than the job
+ * runner can send at once (every Send API call slowed down); a customer then writes, and that
+ * message is processed, and reaches the business, while most of the earlier sends are still
+ * waiting. Another business (an account of its own) then replies, and its reply goes out with the
+ * next free slot, not after the first business's backlog.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachEngine } from '../support/db.js';
@@ -22,6 +24,30 @@ describeEachEngine('job priority', (engine) => {
     await world?.close();
   });
 
+  /** The first business's backlog: MESSAGES_EACH replies to each customer, a round at a time. */
+  async function queueReplies(customers: Customer[], text: string): Promise<string[]> {
+    const ids: string[] = [];
+    for (let round = 0; round < MESSAGES_EACH; round += 1) {
+      for (const c of customers) {
+        const res = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: c.psid }, text: `${text} ${round}` });
+        expect(res.status).toBe(202);
+        ids.push(res.body.id);
+      }
+    }
+    return ids;
+  }
+
+  /** How many of these messages have left. */
+  async function countSent(ids: string[]): Promise<number> {
+    const sent = await world.store.db
+      .selectFrom('messages')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('id', 'in', ids)
+      .where('sent_at', 'is not', null)
+      .executeTakeFirstOrThrow();
+    return Number(sent.n);
+  }
+
   it('processes a customer message ahead of a backlog of sends queued before it', async () => {
     const customers: Customer[] = [];
     for (let i = 0; i < CUSTOMERS; i += 1) customers.push(await world.customer(`hello ${i}`));
@@ -30,14 +56,7 @@ describeEachEngine('job priority', (engine) => {
     // CUSTOMERS * MESSAGES_EACH / 16 * SEND_LATENCY_MS = 2.5 s to go out.
     const slow = await world.control('POST', '/_emulator/faults', { page: world.pageId, path: '/messages', kind: 'latency', ms: SEND_LATENCY_MS, count: 10_000 });
     expect(slow.status).toBeLessThan(300);
-    const ids: string[] = [];
-    for (let round = 0; round < MESSAGES_EACH; round += 1) {
-      for (const c of customers) {
-        const res = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: c.psid }, text: `update ${round}` });
-        expect(res.status).toBe(202);
-        ids.push(res.body.id);
-      }
-    }
+    const ids = await queueReplies(customers, 'update');
     const total = ids.length;
 
     const asking = customers[0] as Customer;
@@ -54,13 +73,7 @@ describeEachEngine('job priority', (engine) => {
           .where('content', 'like', '%is anyone there?%')
           .executeTakeFirst();
         if (!inbound) return undefined;
-        const sent = await world.store.db
-          .selectFrom('messages')
-          .select((eb) => eb.fn.countAll<number>().as('n'))
-          .where('id', 'in', ids)
-          .where('sent_at', 'is not', null)
-          .executeTakeFirstOrThrow();
-        return { sent: Number(sent.n) };
+        return { sent: await countSent(ids) };
       },
       'the customer message to be stored',
       30_000,
@@ -73,4 +86,29 @@ describeEachEngine('job priority', (engine) => {
     await world.control('DELETE', '/_emulator/faults');
     for (const id of ids) await world.waitForSent(id, 60_000);
   });
+
+  it("sends another account's reply with the next free slot while one account's backlog is waiting", async () => {
+    const other = await world.newAccount('Second business');
+    const page = await world.connectPage('Second business Page', false, other.id);
+    const theirs = await world.customer('hello second business', { pageId: page.pageId, senderId: page.senderId });
+    const customers: Customer[] = [];
+    for (let i = 0; i < CUSTOMERS; i += 1) customers.push(await world.customer(`hello again ${i}`));
+
+    // Both Pages equally slow: what decides who goes first is the claim, not the Send API.
+    for (const pageId of [world.pageId, page.pageId]) {
+      const slow = await world.control('POST', '/_emulator/faults', { page: pageId, path: '/messages', kind: 'latency', ms: SEND_LATENCY_MS, count: 10_000 });
+      expect(slow.status).toBeLessThan(300);
+    }
+    const backlog = await queueReplies(customers, 'campaign');
+    const reply = await other.api<{ id: string }>('POST', '/messages', { sender_id: page.senderId, to: { psid: theirs.psid }, text: 'thanks for writing' });
+    expect(reply.status).toBe(202);
+
+    await world.waitForSent(reply.body.id, 30_000, other.api);
+    // Oldest first it went after all of them; in turns, after those in flight when it was queued
+    // and about one more round of the slots.
+    expect(await countSent(backlog)).toBeLessThan(backlog.length / 2);
+
+    await world.control('DELETE', '/_emulator/faults');
+    for (const id of backlog) await world.waitForSent(id, 60_000);
+  }, 120_000);
 });

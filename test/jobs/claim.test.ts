@@ -1,5 +1,5 @@
-import { afterEach, expect, it } from 'vitest';
-import { claimJobs } from '../../src/jobs/claim.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { claimJobs, nextDueAt, nextFairAfter } from '../../src/jobs/claim.js';
 import { recordOutcomes } from '../../src/jobs/finish.js';
 import { describeEachEngine, openTestStore } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
@@ -99,6 +99,86 @@ describeEachEngine('the claim', (engine) => {
     const lanes = [{ kinds: ['deliver'], limit: 1 }, { kinds: ['send'], limit: 4 }];
     const claimed = await claimJobs(store!, { workerId: 'w', kinds: ['deliver', 'send'], limit: 4, leaseMs: 30_000, now: clock.time, lanes });
     expect(claimed.map((j) => j.id)).toEqual([deliveries[0], ...sends]);
+  });
+
+  describe('a fair lane', () => {
+    async function fairSetUp() {
+      store = await openTestStore(engine);
+      const clock = new TestClock();
+      const queue = queueWithClock(store, clock, { fairKinds: ['send'] });
+      const turn = { after: '' };
+      // Claims as the runner does: each claim starts after the tenant the last one served.
+      const take = async (limit: number) => {
+        const rows = await claimJobs(store!, { workerId: 'w', kinds: ['send'], limit, leaseMs: 30_000, now: clock.time, lanes: [{ kinds: ['send'], limit, fair: { ...turn } }] });
+        turn.after = nextFairAfter(turn.after, rows);
+        return rows;
+      };
+      const enqueue = async (tenant: string, n: number, key?: (i: number) => string) => {
+        const ids = await queue.enqueue(
+          store!.db,
+          Array.from({ length: n }, (_, i) => ({ kind: 'send', fairKey: tenant, payload: `${tenant} ${i}`, ...(key ? { key: key(i) } : {}) })),
+        );
+        clock.advance(10);
+        return ids;
+      };
+      return { queue, clock, take, enqueue };
+    }
+
+    it('takes one job of each tenant in turn, each tenant oldest first, then a second of each', async () => {
+      const { take, enqueue } = await fairSetUp();
+      const a = await enqueue('acc_a', 20);
+      const b = await enqueue('acc_b', 2);
+      const c = await enqueue('acc_c', 1);
+      const claimed = await take(5);
+      expect(claimed.map((j) => j.id).sort((x, y) => x - y)).toEqual(([a[0], a[1], b[0], b[1], c[0]] as number[]).sort((x, y) => x - y));
+      expect(claimed.map((j) => j.fair_key).sort()).toEqual(['acc_a', 'acc_a', 'acc_b', 'acc_b', 'acc_c']);
+    });
+
+    it("goes round the tenants one slot at a time, so a backlog's next job waits for the others' turns", async () => {
+      const { take, enqueue } = await fairSetUp();
+      const a = await enqueue('acc_a', 20);
+      const b = await enqueue('acc_b', 2);
+      const c = await enqueue('acc_c', 1);
+      const order: number[] = [];
+      for (let i = 0; i < 7; i += 1) order.push(...(await take(1)).map((j) => j.id));
+      // Oldest first would have taken seven of acc_a's twenty.
+      expect(order).toEqual([a[0], b[0], c[0], a[1], b[1], a[2], a[3]]);
+    });
+
+    it('keeps the tenant of fair kinds only, also when one enqueue mixes kinds', async () => {
+      const { queue } = await fairSetUp();
+      const ids = await queue.enqueue(store!.db, [
+        { kind: 'send', fairKey: 'acc_a', payload: 1 },
+        { kind: 'deliver', fairKey: 'acc_a', payload: 2 },
+        { kind: 'send', payload: 3 },
+      ]);
+      const rows = await store!.db.selectFrom('jobs').select(['id', 'fair_key']).where('id', 'in', ids).orderBy('id').execute();
+      expect(rows.map((r) => r.fair_key)).toEqual(['acc_a', null, '']);
+      const [one] = await queue.enqueue(store!.db, { kind: 'deliver', fairKey: 'acc_a', payload: 4 });
+      const row = await store!.db.selectFrom('jobs').select('fair_key').where('id', '=', one as number).executeTakeFirstOrThrow();
+      expect(row.fair_key).toBeNull();
+    });
+
+    it('reads no more than the depth asked for of any one tenant', async () => {
+      const { clock, enqueue } = await fairSetUp();
+      const a = await enqueue('acc_a', 20);
+      const b = await enqueue('acc_b', 2);
+      const c = await enqueue('acc_c', 1);
+      const lanes = [{ kinds: ['send'], limit: 6, fair: { after: '', depth: 2 } }];
+      const claimed = await claimJobs(store!, { workerId: 'w', kinds: ['send'], limit: 6, leaseMs: 30_000, now: clock.time, lanes });
+      expect(claimed.map((j) => j.id).sort((x, y) => x - y)).toEqual(([a[0], a[1], b[0], b[1], c[0]] as number[]).sort((x, y) => x - y));
+    });
+
+    it("keeps a tenant's keyed jobs one at a time, and leaves out jobs not yet due", async () => {
+      const { clock, take, enqueue, queue } = await fairSetUp();
+      const a = await enqueue('acc_a', 3, () => 'conv-a');
+      const [later] = await queue.enqueue(store!.db, { kind: 'send', fairKey: 'acc_b', payload: 'later', runAt: clock.time + 1_000 });
+      expect((await take(5)).map((j) => j.id)).toEqual([a[0]]);
+      expect(await take(5)).toEqual([]);
+      expect(await nextDueAt(store!, { workerId: 'w', kinds: ['send'], now: clock.time, fairKinds: new Set(['send']) })).toBe(clock.time + 1_000);
+      clock.advance(1_000);
+      expect((await take(5)).map((j) => j.id)).toEqual([later]);
+    });
   });
 
   it('takes the kinds of one lane oldest first across them', async () => {

@@ -58,4 +58,52 @@ describeEachEngine('runner lanes', (engine) => {
     expect(most.get('deliver')).toBe(2);
     expect(order.filter((o) => o.startsWith('send:'))).toEqual(Array.from({ length: 6 }, (_, n) => `send:${n}`));
   });
+
+  it("a fair lane asks each tenant for its share, and claims again at once when one gave all it was asked for", async () => {
+    store = await openTestStore(engine);
+    const queue = new JobQueue(store, { fairKinds: ['send'] });
+    let release = gate();
+    const started: string[] = [];
+    let running = 0;
+    let most = 0;
+    runner = new JobRunner({
+      store,
+      queue,
+      handlers: {
+        send: async (job: Job) => {
+          running += 1;
+          most = Math.max(most, running);
+          started.push(String(job.payload));
+          await release.promise;
+          running -= 1;
+        },
+      },
+      concurrency: 8,
+      pollIntervalMs: 60_000,
+    });
+    // Four tenants with one send each: the lane learns there are four, so each is asked for 8 / 4.
+    await queue.enqueue(store.db, ['t1', 't2', 't3', 't4'].map((t) => ({ kind: 'send', fairKey: t, payload: `${t}:0` })));
+    await runner.start();
+    await waitFor('the four sends to start', () => started.length === 4);
+    release.release();
+    await runner.drain();
+
+    // Now one tenant has a backlog and another one send: asked for two each, they give three, and
+    // the tenant that gave all it was asked for is asked again until every slot is busy.
+    release = gate();
+    started.length = 0;
+    most = 0;
+    await queue.enqueue(store.db, [
+      ...Array.from({ length: 20 }, (_, i) => ({ kind: 'send', fairKey: 'big', payload: `big:${i}` })),
+      { kind: 'send', fairKey: 'small', payload: 'small:0' },
+    ]);
+    // The poll interval is long and no handler finishes: only the claims' own follow-ups fill the slots.
+    await waitFor('every slot to be busy', () => running === 8, 5_000);
+    expect(most).toBe(8);
+    expect(started).toContain('small:0');
+    expect(started.filter((p) => p.startsWith('big:'))).toEqual(Array.from({ length: 7 }, (_, i) => `big:${i}`));
+    release.release();
+    await runner.drain();
+    expect(started).toHaveLength(21);
+  });
 });

@@ -7,6 +7,15 @@ import { claimJobs } from '../../src/jobs/claim.js';
 import { describeEachEngine, openTestStore } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
 
+/** The definition of `jobs_ready` as the engine reports it, whitespace squeezed. */
+async function readyIndex(store: TestStore): Promise<string | undefined> {
+  const q =
+    store.engine === 'sqlite'
+      ? sql<{ sql: string }>`select sql from sqlite_master where type = 'index' and name = 'jobs_ready'`
+      : sql<{ sql: string }>`select indexdef as sql from pg_indexes where indexname = 'jobs_ready' and schemaname = current_schema()`;
+  return (await q.execute(store.db)).rows[0]?.sql.replace(/\s+/g, ' ');
+}
+
 describeEachEngine('migrations', (engine) => {
   let store: TestStore | undefined;
   afterEach(async () => {
@@ -29,17 +38,29 @@ describeEachEngine('migrations', (engine) => {
     const queue = new JobQueue(store);
     const [send] = await queue.enqueue(store.db, { kind: 'send', payload: null });
     const [batch] = await queue.enqueue(store.db, { kind: 'inbound.batch', payload: null });
-    expect(await migrate(store)).toEqual(['009_jobs_ready_by_kind']);
-    const definition =
-      engine === 'sqlite'
-        ? (await sql<{ sql: string }>`select sql from sqlite_master where type = 'index' and name = 'jobs_ready'`.execute(store.db)).rows[0]?.sql
-        : (await sql<{ sql: string }>`select indexdef as sql from pg_indexes where indexname = 'jobs_ready' and schemaname = current_schema()`.execute(store.db)).rows[0]?.sql;
-    expect(definition?.replace(/\s+/g, ' ')).toMatch(/\(kind, run_at, id\) WHERE \(?state = 'pending'/i);
+    expect(await migrate(store, { to: '009_jobs_ready_by_kind' })).toEqual(['009_jobs_ready_by_kind']);
+    expect(await readyIndex(store)).toMatch(/\(kind, run_at, id\) WHERE \(?state = 'pending'/i);
+    // The claim of today reads the index as 010 leaves it.
+    expect(await migrate(store)).toEqual(['010_jobs_fair_key']);
     const lanes = [{ kinds: ['inbound.batch'], limit: 2 }, { kinds: ['send'], limit: 2 }];
     const claimed = await claimJobs(store, { workerId: 'w', kinds: ['inbound.batch', 'send'], limit: 1, leaseMs: 1_000, now: Date.now(), lanes });
     expect(claimed.map((j) => j.id)).toEqual([batch]);
     const rest = await claimJobs(store, { workerId: 'w', kinds: ['inbound.batch', 'send'], limit: 2, leaseMs: 1_000, now: Date.now(), lanes });
     expect(rest.map((j) => j.id)).toEqual([send]);
+  });
+
+  it('give jobs a fair key, index ready jobs by tenant, and serve the jobs written before as a tenant of their own (010)', async () => {
+    store = await openTestStore(engine, { migrateTo: '009_jobs_ready_by_kind' });
+    const before = await new JobQueue(store).enqueue(store.db, [1, 2].map((n) => ({ kind: 'send', payload: n })));
+    expect(await migrate(store)).toEqual(['010_jobs_fair_key']);
+    expect(await readyIndex(store)).toMatch(/\(kind, fair_key, run_at, id\) WHERE \(?state = 'pending'/i);
+    const queue = new JobQueue(store, { fairKinds: ['send'] });
+    const [after] = await queue.enqueue(store.db, { kind: 'send', fairKey: 'acc_b', payload: 3 });
+    expect((await store.db.selectFrom('jobs').select(['id', 'fair_key']).orderBy('id').execute()).map((j) => j.fair_key)).toEqual([null, null, 'acc_b']);
+    const lanes = [{ kinds: ['send'], limit: 2, fair: { after: '' } }];
+    const claimed = await claimJobs(store, { workerId: 'w', kinds: ['send'], limit: 2, leaseMs: 1_000, now: Date.now(), lanes });
+    // One of each tenant: the older jobs (no fair key) and the new account's.
+    expect(claimed.map((j) => j.id)).toEqual([before[0], after]);
   });
 
   it('leave events with the (account, id) index and without the (account, created_at) one (005)', async () => {
@@ -52,7 +73,7 @@ describeEachEngine('migrations', (engine) => {
       return (await q.execute(store!.db)).rows.map((r) => r.name);
     };
     expect(await indexes()).toContain('events_account');
-    expect(await migrate(store)).toEqual(['005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable', '009_jobs_ready_by_kind']);
+    expect(await migrate(store)).toEqual(['005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable', '009_jobs_ready_by_kind', '010_jobs_fair_key']);
     const after = await indexes();
     expect(after).not.toContain('events_account');
     expect(after).toEqual(expect.arrayContaining(['events_account_id', 'events_sender']));
@@ -91,7 +112,7 @@ describeEachEngine('migrations', (engine) => {
     await history('sent', JSON.stringify({ mid: 'm_1' }), now + 5);
     await history('delivered', JSON.stringify({ source: 'delivery', watermark: now + 9 }), now + 9);
 
-    expect(await migrate(store)).toEqual(['004_hot_paths', '005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable', '009_jobs_ready_by_kind']);
+    expect(await migrate(store)).toEqual(['004_hot_paths', '005_event_indexes', '006_expiry_indexes', '007_inbound_item_keys', '008_contact_unreachable', '009_jobs_ready_by_kind', '010_jobs_fair_key']);
     const rows = await db.selectFrom('messages').select(['id', 'status_log']).orderBy('id').execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     expect(statusHistory(byId.get('msg_out')!)).toEqual([

@@ -133,12 +133,15 @@ export interface World {
   thread(psid: string, pageId?: string): Promise<ThreadMessage[]>;
   /** Moves the emulator's clock and the gateway's together. */
   advance(ms: number): Promise<void>;
-  /** Connects another Page of the same app as a sender (its Instagram account, with `instagram`). */
-  connectPage(name?: string, instagram?: boolean): Promise<{ pageId: string; pageToken: string; senderId: string; instagramId: string | null }>;
-  message(id: string): Promise<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>;
+  /** Connects another Page of the same app as a sender (its Instagram account, with `instagram`), of the world's account or `accountId`. */
+  connectPage(name?: string, instagram?: boolean, accountId?: string): Promise<{ pageId: string; pageToken: string; senderId: string; instagramId: string | null }>;
+  /** Another account with an API key of its own, and its calls to the gateway's API. */
+  newAccount(name: string): Promise<{ id: string; api: World['api'] }>;
+  /** The message as its account sees it; `as` reads it with another account's key. */
+  message(id: string, as?: World['api']): Promise<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>;
   waitForStatus(id: string, status: string, timeoutMs?: number): Promise<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>;
   /** Waits until the message is sent (or already delivered or read); a failure ends the wait with an error. */
-  waitForSent(id: string, timeoutMs?: number): Promise<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>;
+  waitForSent(id: string, timeoutMs?: number, as?: World['api']): Promise<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>;
   close(): Promise<void>;
 }
 
@@ -212,12 +215,15 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
 
   const account = await createAccount(store.db, { name: 'Outbound Test' });
   const { key } = await createApiKey(store.db, account.id, 'test');
-  const api = <T = Record<string, unknown>>(method: string, path: string, json?: unknown, headers?: Record<string, string>) =>
-    http<T>(method, `${url}/v1${path}`, { ...(json === undefined ? {} : { json }), headers: { authorization: `Bearer ${key}`, ...(headers ?? {}) } });
+  const apiWith =
+    (apiKey: string) =>
+    <T = Record<string, unknown>>(method: string, path: string, json?: unknown, headers?: Record<string, string>) =>
+      http<T>(method, `${url}/v1${path}`, { ...(json === undefined ? {} : { json }), headers: { authorization: `Bearer ${apiKey}`, ...(headers ?? {}) } });
+  const api = apiWith(key);
 
   // The sender row is written as connecting one writes it (the Page pre-subscribed in the
   // emulator), so these suites depend on the send path only, not on the connect flow.
-  const connectPage = async (name = 'Outbound Page', instagram = false) => {
+  const connectPage = async (name = 'Outbound Page', instagram = false, accountId = account.id) => {
     const page = await control<{ id: string; access_token: string; instagram_id?: string | null }>('POST', '/_emulator/pages', { app_id: app.body.id, name, subscribe: true, instagram });
     if (page.status !== 201 && page.status !== 200) throw new Error(`creating the Page failed: ${page.status} ${JSON.stringify(page.body)}`);
     const now = gateway.ctx.now();
@@ -228,7 +234,7 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
       store.db,
       newSenderRow({
         id: senderId,
-        account_id: account.id,
+        account_id: accountId,
         channel: instagram ? 'instagram' : 'messenger',
         meta_id: instagramId ?? page.body.id,
         page_id: page.body.id,
@@ -298,8 +304,13 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
       offset.ms += ms;
     },
     connectPage,
-    async message(id) {
-      const res = await api<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>('GET', `/messages/${id}`);
+    async newAccount(name) {
+      const other = await createAccount(store.db, { name });
+      const { key: otherKey } = await createApiKey(store.db, other.id, 'test');
+      return { id: other.id, api: apiWith(otherKey) };
+    },
+    async message(id, as = api) {
+      const res = await as<Record<string, unknown> & { status: string; status_history: { status: string; detail: unknown }[] }>('GET', `/messages/${id}`);
       if (res.status !== 200) throw new Error(`GET /v1/messages/${id}: ${res.status}`);
       return res.body;
     },
@@ -309,9 +320,9 @@ async function buildWorld(engine: Engine, options: WorldOptions, cleanups: (() =
         return m.status === status ? m : undefined;
       }, `message ${id} to be ${status}`, timeoutMs);
     },
-    async waitForSent(id, timeoutMs = 20_000) {
+    async waitForSent(id, timeoutMs = 20_000, as = api) {
       return waitFor(async () => {
-        const m = await world.message(id);
+        const m = await world.message(id, as);
         if (m.status === 'failed') throw new Error(`message ${id} failed: ${JSON.stringify(m['error'])}`);
         return ['sent', 'delivered', 'read'].includes(m.status) ? m : undefined;
       }, `message ${id} to be sent`, timeoutMs);
