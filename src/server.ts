@@ -116,8 +116,9 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     appSecret: config.meta.appSecret,
     timeoutMs: config.meta.timeoutMs,
   });
-  // Sends are claimed fairly between accounts (`src/jobs/claim.ts`): a backlog of one does not hold back the others.
-  const queue = new JobQueue(store, { fairKinds: [SEND_JOB] });
+  // Sends and event deliveries are claimed fairly between accounts (`src/jobs/claim.ts`): a backlog
+  // of one account's does not hold back the others'.
+  const queue = new JobQueue(store, { fairKinds: [SEND_JOB, DELIVER_JOB] });
   const ctx: PipelineContext = {
     store,
     queue,

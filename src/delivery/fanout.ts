@@ -109,7 +109,8 @@ export async function createDeliveries(trx: Db, queue: JobQueue, accountId: stri
     format: p.format ?? null,
   }));
   await insertDeliveries(trx, rows);
-  const jobs: JobSpec[] = rows.map((r, i) => ({ kind: DELIVER_JOB, key: planned[i]?.key ?? null, payload: { delivery_id: r.id } satisfies DeliverPayload }));
+  // The account's share of the delivery lane: a replay of thousands of its events does not hold back another account's.
+  const jobs: JobSpec[] = rows.map((r, i) => ({ kind: DELIVER_JOB, key: planned[i]?.key ?? null, fairKey: accountId, payload: { delivery_id: r.id } satisfies DeliverPayload }));
   await queue.enqueue(trx, jobs);
   return rows.map((r) => r.id);
 }

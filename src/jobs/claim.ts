@@ -6,8 +6,8 @@
  * including one waiting for a retry in the future: jobs sharing a key run one at a time, oldest
  * first. Expired leases are taken first: they are few and older than anything else.
  *
- * A lane may be read fairly (`ClaimLane.fair`, the send lane): its jobs carry a tenant, their
- * `fair_key` (the account a message is for), and the lane takes one ready job from each tenant in
+ * A lane may be read fairly (`ClaimLane.fair`: sends and event deliveries): its jobs carry a tenant,
+ * their `fair_key` (the account), and the lane takes one ready job from each tenant in
  * turn, starting after the tenant it served last, then a second from each, and so on; each tenant's
  * jobs oldest first. So a business that queued thousands of messages does not hold back another
  * business's next reply behind all of them: that reply goes with the next free slot. The tenants

@@ -6,7 +6,7 @@
  * - kind: what a job does; the runner has one handler per kind and each kind its retry schedule.
  * - key: jobs sharing a key run one at a time, oldest first (`send:<sender>:<contact>`,
  *   `deliver:<endpoint>:<conversation>`); a job without a key runs freely.
- * - fair key: the tenant of a job of a kind claimed fairly (a send's account): tenants take turns
+ * - fair key: the tenant of a job of a kind claimed fairly (a send's or a delivery's account): tenants take turns
  *   for the slots of its lane, each tenant's jobs oldest first.
  * - state: `pending` (ready at `run_at`), `waiting` (parked behind an older live job with the same
  *   key), `running` (claimed under a lease), `done` (kept briefly when asked) or `dead` (out of
@@ -29,7 +29,7 @@ export interface JobSpec {
   runAt?: number;
   /** Tries in all; the kind's schedule decides when absent. */
   maxAttempts?: number;
-  /** The tenant (a send's account) whose share of a fairly claimed kind the job uses; see `JobQueueOptions.fairKinds`. */
+  /** The tenant (a send's or a delivery's account) whose share of a fairly claimed kind the job uses; see `JobQueueOptions.fairKinds`. */
   fairKey?: string;
 }
 

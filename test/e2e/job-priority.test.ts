@@ -1,11 +1,15 @@
 /**
- * A backlog of sends does not hold back what customers write, nor another business's replies, end
- * to end over real sockets on SQLite and PostgreSQL. A business queues more replies than the job
- * runner can send at once (every Send API call slowed down); a customer then writes, and that
- * message is processed, and reaches the business, while most of the earlier sends are still
- * waiting. Another business (an account of its own) then replies, and its reply goes out with the
- * next free slot, not after the first business's backlog.
+ * A backlog of sends does not hold back what customers write, nor another business's replies or
+ * events, end to end over real sockets on SQLite and PostgreSQL. A business queues more replies
+ * than the job runner can send at once (every Send API call slowed down); a customer then writes,
+ * and that message is processed, and reaches the business, while most of the earlier sends are
+ * still waiting. Another business (an account of its own) then replies, and its reply goes out
+ * with the next free slot, not after the first business's backlog. And while the first business
+ * replays its events to a slow endpoint, another business's new event reaches its own endpoint
+ * with the next free delivery slot.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEachEngine } from '../support/db.js';
 import { startWorld, waitFor } from '../pipeline/outbound/support.js';
@@ -111,4 +115,60 @@ describeEachEngine('job priority', (engine) => {
     await world.control('DELETE', '/_emulator/faults');
     for (const id of backlog) await world.waitForSent(id, 60_000);
   }, 120_000);
+
+  it("delivers another account's event with the next free slot while one account's replay is waiting", async () => {
+    // The first business's endpoint answers each event after a while; the other's at once.
+    const slow = await countingEndpoint(200);
+    const fast = await countingEndpoint(0);
+    try {
+      const mine = await world.api<{ id: string }>('POST', '/endpoints', { url: `${slow.url}/events` });
+      expect(mine.status).toBe(201);
+      const other = await world.newAccount('Third business');
+      const page = await world.connectPage('Third business Page', false, other.id);
+      const theirs = await other.api<{ id: string }>('POST', '/endpoints', { url: `${fast.url}/events` });
+      expect(theirs.status).toBe(201);
+
+      // Every event of the tests above, again: far more than the delivery slots, one conversation
+      // at a time each.
+      const replay = await world.api<{ replayed: number }>('POST', `/endpoints/${mine.body.id}/replay`, { since: new Date(0).toISOString() });
+      expect(replay.status).toBe(202);
+      expect(replay.body.replayed).toBeGreaterThan(500);
+      await world.customer('hello third business', { pageId: page.pageId, senderId: page.senderId });
+      await waitFor(() => fast.received() > 0 || undefined, "the other business's event", 30_000);
+      // Oldest first it waited for the whole replay; in turns, for the deliveries in flight and
+      // about one more round of the slots.
+      expect(slow.received()).toBeLessThan(replay.body.replayed / 4);
+
+      slow.delayMs = 0;
+      await waitFor(() => slow.received() >= replay.body.replayed || undefined, 'the replay to arrive', 60_000);
+    } finally {
+      await slow.close();
+      await fast.close();
+    }
+  }, 120_000);
 });
+
+/** An endpoint on 127.0.0.1 that answers 200 after `delayMs` and counts what it received. */
+async function countingEndpoint(delayMs: number): Promise<{ url: string; delayMs: number; received(): number; close(): Promise<void> }> {
+  let received = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      setTimeout(() => {
+        received += 1;
+        res.end('ok');
+      }, endpoint.delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const endpoint = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    delayMs,
+    received: () => received,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return endpoint;
+}
