@@ -11,8 +11,9 @@
  * turn, starting after the tenant it served last, then a second from each, and so on; each tenant's
  * jobs oldest first. So a business that queued thousands of messages does not hold back another
  * business's next reply behind all of them: that reply goes with the next free slot. The tenants
- * are found by a skip scan of `jobs_ready (kind, fair_key, run_at, id)` (one index seek per tenant
- * with pending jobs), and each tenant's ready jobs are the start of its own range of that index.
+ * are found by a skip scan of `jobs_ready (kind, fair_key, run_at, id)` (one index seek each, and
+ * no more tenants than the lane has slots: `tenantsInTurn`), and each tenant's ready jobs are the
+ * start of its own range of that index.
  * Every other lane reads the `fair_key is null` range of its kinds, oldest first.
  *
  * PostgreSQL: `FOR UPDATE SKIP LOCKED`, so any number of processes claim side by side without
@@ -83,6 +84,28 @@ const firstTenant = (kind: string) =>
 const nextTenant = (kind: string, t: ReturnType<typeof sql.raw>) =>
   sql`select (select fair_key from jobs where state = 'pending' and kind = ${kind} and fair_key > ${t}.k order by fair_key limit 1) from ${t} where ${t}.k is not null`;
 
+/**
+ * The tenants a fair claim reads, in turn order: those after `after` in key order, then (wrapping
+ * around) those up to it; at most `cap`, the lane's limit, since a claim serves no more tenants
+ * than it has slots. One index seek each, so a claim costs the same with a thousand tenants waiting
+ * as with a few dozen: `after` moves on with every claim, and every tenant gets its turn.
+ * Two CTEs (`after_`, then `upto`), each recursive; the caller selects `k` from both.
+ */
+function tenantsInTurn(kind: string, after: string, cap: number, names: { after: ReturnType<typeof sql.raw>; upto: ReturnType<typeof sql.raw> }) {
+  const { after: ta, upto: tb } = names;
+  const capLit = sql.lit(cap);
+  const next = (from: ReturnType<typeof sql>, bound: ReturnType<typeof sql>) =>
+    sql`(select fair_key from jobs where state = 'pending' and kind = ${kind} and fair_key > ${from} ${bound} order by fair_key limit 1)`;
+  const found = sql`(select count(*) from ${ta} where ${ta}.k is not null)`;
+  return [
+    sql`${ta}(k, n) as (select ${next(sql`${after}`, sql``)} as k, 1 as n
+      union all select ${next(sql`${ta}.k`, sql``)}, ${ta}.n + 1 from ${ta} where ${ta}.k is not null and ${ta}.n < ${capLit})`,
+    sql`${tb}(k, n) as (select (select fair_key from jobs where state = 'pending' and kind = ${kind} and fair_key <= ${after} order by fair_key limit 1) as k, 1 as n
+        where ${found} < ${capLit}
+      union all select ${next(sql`${tb}.k`, sql`and fair_key <= ${after}`)}, ${tb}.n + 1 from ${tb} where ${tb}.k is not null and ${tb}.n + ${found} < ${capLit})`,
+  ];
+}
+
 /** `executor`: a write transaction to claim in (the runner records outcomes in the same one), or the database. */
 export async function claimJobs(store: Store, options: ClaimOptions, executor: Db = store.db): Promise<JobRow[]> {
   const { workerId, kinds, limit, leaseMs, now } = options;
@@ -130,9 +153,9 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
     const laneSelects = lanes.map((lane, i) => {
       if (lane.fair) {
         const arms = lane.kinds.map((kind, k) => {
-          const tenants = sql.raw(`tenants_${i}_${k}`);
-          ctes.push(sql`${tenants}(k) as (${firstTenant(kind)} union all ${nextTenant(kind, tenants)})`);
-          return sql`select r.id, r.run_at, t.k as tk from ${tenants} t
+          const names = { after: sql.raw(`tenants_after_${i}_${k}`), upto: sql.raw(`tenants_upto_${i}_${k}`) };
+          ctes.push(...tenantsInTurn(kind, lane.fair?.after ?? '', lane.limit, names));
+          return sql`select r.id, r.run_at, t.k as tk from (select k from ${names.after} union all select k from ${names.upto}) t
               cross join lateral (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))} for update of j skip locked) r where t.k is not null
             union all
             select r.id, r.run_at, '' as tk from (${readyOf(kind, lane.limit)} for update of j skip locked) r`;
@@ -161,7 +184,8 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
         // tenant, with its own limit, and never sorts a backlog.
         const arms = lane.kinds.map(
           (kind) => sql`select * from (
-              with recursive t(k) as (${firstTenant(kind)} union all ${nextTenant(kind, sql.raw('t'))})
+              with recursive ${sql.join(tenantsInTurn(kind, lane.fair?.after ?? '', lane.limit, { after: sql.raw('ta'), upto: sql.raw('tb') }))},
+                t(k) as (select k from ta union all select k from tb)
               select j.id, j.run_at, t.k as tk from t join jobs j on j.id in (select id from (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))})) where t.k is not null
               union all
               select id, run_at, '' as tk from (${readyOf(kind, lane.limit)})

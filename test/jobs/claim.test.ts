@@ -159,6 +159,22 @@ describeEachEngine('the claim', (engine) => {
       expect(row.fair_key).toBeNull();
     });
 
+    it('with more tenants than slots, serves those after the last served first and wraps around to the rest', async () => {
+      const { take, enqueue } = await fairSetUp();
+      const tenants = Array.from({ length: 7 }, (_, i) => `acc_${i}`);
+      for (const t of tenants) await enqueue(t, 2);
+      const served: string[][] = [];
+      for (let i = 0; i < 5; i += 1) served.push((await take(3)).map((j) => j.fair_key as string).sort());
+      // A claim reads no more tenants than it has slots, in turn from where the last one stopped.
+      expect(served).toEqual([
+        ['acc_0', 'acc_1', 'acc_2'],
+        ['acc_3', 'acc_4', 'acc_5'],
+        ['acc_0', 'acc_1', 'acc_6'],
+        ['acc_2', 'acc_3', 'acc_4'],
+        ['acc_5', 'acc_6'],
+      ]);
+    });
+
     it('reads no more than the depth asked for of any one tenant', async () => {
       const { clock, enqueue } = await fairSetUp();
       const a = await enqueue('acc_a', 20);
