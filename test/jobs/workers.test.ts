@@ -31,64 +31,69 @@ describeEachEngine('two workers', (engine) => {
     store = undefined;
   });
 
-  it('never run the same job twice and keep the order of every key', async () => {
-    store = await openTestStore(engine);
-    other = await secondStore(store);
-    const queues = [new JobQueue(store), new JobQueue(other.store)];
-    const keys = Array.from({ length: 10 }, (_, i) => `conv:${i}`);
-    const runs = new Map<number, number>();
-    const orderPerKey = new Map<string, number[]>();
-    const activeKeys = new Set<string>();
-    let overlaps = 0;
-    // Each worker's first jobs hold until both workers have started one: both must take part.
-    const bothStarted = new Latch(2);
-    const startedBy = new Set<string>();
+  // Read oldest first, and read fairly between tenants (the send and delivery lanes' way).
+  for (const fair of [false, true]) {
+    it(`never run the same job twice and keep the order of every key${fair ? ', claiming fairly between tenants' : ''}`, async () => {
+      store = await openTestStore(engine);
+      other = await secondStore(store);
+      const options = fair ? { fairKinds: ['send'] } : {};
+      const queues = [new JobQueue(store, options), new JobQueue(other.store, options)];
+      const keys = Array.from({ length: 10 }, (_, i) => `conv:${i}`);
+      const runs = new Map<number, number>();
+      const orderPerKey = new Map<string, number[]>();
+      const activeKeys = new Set<string>();
+      let overlaps = 0;
+      // Each worker's first jobs hold until both workers have started one: both must take part.
+      const bothStarted = new Latch(2);
+      const startedBy = new Set<string>();
 
-    const handlerFor = (worker: string) => async (job: Job) => {
-      const key = job.key as string;
-      if (activeKeys.has(key)) overlaps += 1;
-      activeKeys.add(key);
-      runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
-      orderPerKey.set(key, [...(orderPerKey.get(key) ?? []), (job.payload as { n: number }).n]);
-      if (!startedBy.has(worker)) {
-        startedBy.add(worker);
-        await bothStarted.arrive();
+      const handlerFor = (worker: string) => async (job: Job) => {
+        const key = job.key as string;
+        if (activeKeys.has(key)) overlaps += 1;
+        activeKeys.add(key);
+        runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
+        orderPerKey.set(key, [...(orderPerKey.get(key) ?? []), (job.payload as { n: number }).n]);
+        if (!startedBy.has(worker)) {
+          startedBy.add(worker);
+          await bothStarted.arrive();
+        }
+        await bothStarted.opened;
+        await new Promise((resolve) => setImmediate(resolve));
+        activeKeys.delete(key);
+      };
+      for (const [i, queue] of queues.entries()) {
+        const runner = new JobRunner({
+          store: queue.store,
+          queue,
+          workerId: `w${i}`,
+          concurrency: 4,
+          pollIntervalMs: 50,
+          handlers: { send: handlerFor(`w${i}`) },
+        });
+        runners.push(runner);
+        await runner.start();
       }
-      await bothStarted.opened;
-      await new Promise((resolve) => setImmediate(resolve));
-      activeKeys.delete(key);
-    };
-    for (const [i, queue] of queues.entries()) {
-      const runner = new JobRunner({
-        store: queue.store,
-        queue,
-        workerId: `w${i}`,
-        concurrency: 4,
-        pollIntervalMs: 50,
-        handlers: { send: handlerFor(`w${i}`) },
-      });
-      runners.push(runner);
-      await runner.start();
-    }
 
-    const total = 200;
-    const specs = Array.from({ length: total }, (_, n) => ({ kind: 'send', key: keys[n % keys.length] as string, payload: { n } }));
-    // Enqueued from both sides, in several transactions, while the workers run.
-    for (let i = 0; i < total; i += 20) {
-      const queue = queues[(i / 20) % 2] as JobQueue;
-      await queue.transaction((trx) => queue.enqueue(trx, specs.slice(i, i + 20)));
-    }
+      const total = 200;
+      // Three tenants, each with keys of its own.
+      const specs = Array.from({ length: total }, (_, n) => ({ kind: 'send', key: keys[n % keys.length] as string, fairKey: `acc_${(n % keys.length) % 3}`, payload: { n } }));
+      // Enqueued from both sides, in several transactions, while the workers run.
+      for (let i = 0; i < total; i += 20) {
+        const queue = queues[(i / 20) % 2] as JobQueue;
+        await queue.transaction((trx) => queue.enqueue(trx, specs.slice(i, i + 20)));
+      }
 
-    await waitFor('every job to run', () => runs.size === total);
-    for (const r of runners) await r.drain();
-    expect([...runs.values()].every((count) => count === 1)).toBe(true);
-    expect(overlaps).toBe(0);
-    expect(startedBy).toEqual(new Set(['w0', 'w1']));
-    for (const [i, key] of keys.entries()) {
-      expect(orderPerKey.get(key)).toEqual(Array.from({ length: total / keys.length }, (_, j) => i + j * keys.length));
-    }
-    expect(await queues[0]?.counts()).toEqual([]);
-  });
+      await waitFor('every job to run', () => runs.size === total);
+      for (const r of runners) await r.drain();
+      expect([...runs.values()].every((count) => count === 1)).toBe(true);
+      expect(overlaps).toBe(0);
+      expect(startedBy).toEqual(new Set(['w0', 'w1']));
+      for (const [i, key] of keys.entries()) {
+        expect(orderPerKey.get(key)).toEqual(Array.from({ length: total / keys.length }, (_, j) => i + j * keys.length));
+      }
+      expect(await queues[0]?.counts()).toEqual([]);
+    });
+  }
 
   if (engine === 'postgres') {
     it('never strand a job enqueued behind one that finishes at the same moment', async () => {
