@@ -537,6 +537,8 @@ export function registerControl(root: FastifyInstance, ctx: EmulatorContext): vo
       subscribed_apps: [...page.subscriptions.entries()].map(([appId, fields]) => ({ app_id: appId, fields: [...fields] })),
       blocked_users: [...page.blocked],
       messenger_profile: page.messengerProfile,
+      // Calls past the Send API's per-second limit, answered with 613: a gateway's pacing shows here.
+      rate_limited_sends: ctx.usage.refusedSendsOf(page.id),
     };
   }
 

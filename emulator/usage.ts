@@ -85,6 +85,8 @@ export class UsageMeter {
   private readonly sendsThisSecond = new Map<string, number[]>();
   /** Page id -> real time until which a rate_limit fault says the Page is throttled. */
   private readonly throttledUntil = new Map<string, number>();
+  /** Page id -> Send API calls refused for going over the per-second limit. */
+  private readonly refusedSends = new Map<string, number>();
 
   constructor(private readonly state: EmulatorState) {}
 
@@ -94,6 +96,7 @@ export class UsageMeter {
     this.pageSends.clear();
     this.sendsThisSecond.clear();
     this.throttledUntil.clear();
+    this.refusedSends.clear();
   }
 
   record(call: { appId: string | null; pageId: string | null; isSend: boolean; timeMs: number; cpuMs: number }): void {
@@ -111,11 +114,17 @@ export class UsageMeter {
     const recent = (this.sendsThisSecond.get(pageId) ?? []).filter((at) => at > now - 1000);
     if (recent.length >= perSecond) {
       this.sendsThisSecond.set(pageId, recent);
+      this.refusedSends.set(pageId, (this.refusedSends.get(pageId) ?? 0) + 1);
       return false;
     }
     recent.push(now);
     this.sendsThisSecond.set(pageId, recent);
     return true;
+  }
+
+  /** Send API calls refused for the Page's per-second limit since the start (or the last reset). */
+  refusedSendsOf(pageId: string): number {
+    return this.refusedSends.get(pageId) ?? 0;
   }
 
   throttle(pageId: string, forMs: number): void {

@@ -123,6 +123,13 @@ describe('senders', () => {
     const priv = await s.api<{ error: { code: string } }>('PATCH', `/v1/senders/${sender.id}`, { status_url: 'http://10.1.2.3/status' });
     expect(priv.status).toBe(422);
     expect(priv.body.error.code).toBe('URL_NOT_ALLOWED');
+    // Pacing below Meta's limits is the sender's own; a rate out of bounds is refused, not clamped in silence.
+    const paced = await s.api<Sender & { settings: Record<string, unknown> }>('PATCH', `/v1/senders/${sender.id}`, { settings: { pacing: { text_per_second: 50 } } });
+    expect(paced.status).toBe(200);
+    expect(paced.body.settings).toMatchObject({ pacing: { text_per_second: 50 }, opt_out: { languages: ['en', 'es'] } });
+    const tooFast = await s.api<{ error: { code: string; details: { field: string } } }>('PATCH', `/v1/senders/${sender.id}`, { settings: { pacing: { text_per_second: 0 } } });
+    expect(tooFast.status).toBe(400);
+    expect(tooFast.body.error.code).toBe('VALIDATION_FAILED');
     const unknown = await s.api<{ error: { code: string } }>('PATCH', `/v1/senders/${sender.id}`, { colour: 'blue' });
     expect(unknown.status).toBe(400);
     expect(unknown.body.error.code).toBe('VALIDATION_FAILED');

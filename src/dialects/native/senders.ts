@@ -58,6 +58,15 @@ const OptOutSettings = Type.Object(
   { additionalProperties: false },
 );
 
+// Meta's per-Page Send API limits, lowered (or raised, where Meta granted more) per sender; see `pipeline/pacing.ts`.
+const PacingSettings = Type.Object(
+  {
+    text_per_second: Type.Optional(Type.Number({ minimum: 0.1, maximum: 1000, description: 'Send API calls a second for text, links, reactions and stickers (Meta: 300)' })),
+    audio_video_per_second: Type.Optional(Type.Number({ minimum: 0.1, maximum: 1000, description: 'Send API calls a second for audio and video (Meta: 10)' })),
+  },
+  { additionalProperties: false },
+);
+
 // Meta's tokens are visible ASCII; anything else (spaces, control characters) is a paste gone wrong.
 const PageToken = Type.String({ minLength: 10, maxLength: 1000, pattern: '^[\\x21-\\x7e]+$', description: 'A Page access token' });
 
@@ -79,6 +88,7 @@ const SenderPatch = Type.Object(
       Type.Object(
         {
           opt_out: Type.Optional(OptOutSettings),
+          pacing: Type.Optional(PacingSettings),
           paused: Type.Optional(Type.Boolean({ description: 'true stops sending from this sender (SENDER_PAUSED); false resumes it after a policy block from Meta' })),
         },
         { additionalProperties: true },

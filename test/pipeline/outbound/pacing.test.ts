@@ -9,16 +9,31 @@ function clock(start = 1_000) {
   return c;
 }
 
-/** How many calls go within `ms` when asked as fast as they are allowed. */
-function callsWithin(pacer: SenderPacer, c: { t: number }, ms: number, cls: 'text' | 'audio_video', limits = DEFAULT_LIMITS): number {
+/** When the calls go within `ms` when asked as fast as they are allowed. */
+function callTimes(pacer: SenderPacer, c: { t: number }, ms: number, cls: 'text' | 'audio_video', limits = DEFAULT_LIMITS): number[] {
   const end = c.t + ms;
-  let calls = 0;
+  const times: number[] = [];
   while (c.t < end) {
     const wait = pacer.reserve('snd_a', cls, limits);
-    if (wait === 0) calls += 1;
+    if (wait === 0) times.push(c.t);
     else c.t += wait;
   }
-  return calls;
+  return times;
+}
+
+/** How many calls go within `ms` when asked as fast as they are allowed. */
+function callsWithin(pacer: SenderPacer, c: { t: number }, ms: number, cls: 'text' | 'audio_video', limits = DEFAULT_LIMITS): number {
+  return callTimes(pacer, c, ms, cls, limits).length;
+}
+
+/** The most calls in any one second, wherever it starts (Meta counts calls per second). */
+function mostInOneSecond(times: number[]): number {
+  let most = 0;
+  for (let i = 0, j = 0; i < times.length; i += 1) {
+    while ((times[i] as number) - (times[j] as number) >= 1_000) j += 1;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
 }
 
 function usage(maxPercent: number, regainAccessMinutes = 0): GraphUsage {
@@ -26,19 +41,22 @@ function usage(maxPercent: number, regainAccessMinutes = 0): GraphUsage {
 }
 
 describe('pacing a sender', () => {
-  it('lets about 300 text calls a second through and no more', () => {
+  it('lets 270 text calls a second through: a tenth under Meta\'s 300 in any one second, wherever it starts', () => {
     const c = clock();
     const pacer = new SenderPacer(c.now);
-    const calls = callsWithin(pacer, c, 2_000, 'text');
-    // A burst of a tenth of a second's allowance on top of 300/s.
-    expect(calls).toBeGreaterThanOrEqual(600);
-    expect(calls).toBeLessThanOrEqual(600 + 31);
+    const times = callTimes(pacer, c, 3_000, 'text');
+    // The burst that starts a backlog comes out of the rate: 270 / 1.02 a second, plus 5 at once.
+    expect(times.length).toBeGreaterThanOrEqual(3 * 264);
+    expect(mostInOneSecond(times)).toBeLessThanOrEqual(270);
+    expect(mostInOneSecond(times)).toBeGreaterThanOrEqual(265);
   });
 
   it('holds audio and video to 10 a second, apart from text', () => {
     const c = clock();
     const pacer = new SenderPacer(c.now);
-    expect(callsWithin(pacer, c, 3_000, 'audio_video')).toBeLessThanOrEqual(31);
+    const times = callTimes(pacer, c, 3_000, 'audio_video');
+    expect(times.length).toBeGreaterThanOrEqual(25);
+    expect(mostInOneSecond(times)).toBeLessThanOrEqual(9);
     expect(pacer.reserve('snd_a', 'text')).toBe(0);
     expect(paceClassOf('video')).toBe('audio_video');
     expect(paceClassOf('audio')).toBe('audio_video');
