@@ -1,9 +1,10 @@
 /**
  * Per-sender pacing under Meta's Send API limits: 300 calls/s per Page for text, links, reactions
  * and stickers, 10 calls/s for audio and video (PLATFORM.md, "Rate limits"); a sender may lower or
- * raise them in `settings.pacing`. Each (sender, class) is a GCRA bucket: a call may go when the
- * bucket's theoretical arrival time is within the burst tolerance, else the caller learns how long
- * to wait and reschedules (its job keeps its place: the conversation's later messages wait).
+ * raise them in `settings.pacing`. Each (sender, class) is a GCRA bucket, set so that no second,
+ * wherever it starts, holds more than 90 % of the limit: a call may go when the bucket's
+ * theoretical arrival time is within the burst tolerance, else the caller learns how long to wait
+ * and reschedules (its job keeps its place: the conversation's later messages wait).
  *
  * The pacer slows a sender down as Meta's usage headers climb, stops it for the time Meta names
  * (`estimated_time_to_regain_access`), and after a rate-limit answer for a backoff that doubles
