@@ -83,6 +83,8 @@ export function paceClassOf(mediaType: string | undefined): PaceClass {
 
 interface SenderPace {
   tat: Record<PaceClass, number>;
+  /** The next slot to hand a caller told to wait: each waiter gets a slot of its own (see `reserve`). */
+  waitSlot: Record<PaceClass, number>;
   /** No call before this (a rate-limit answer or Meta's regain time). */
   pausedUntil: number;
   /** 1 = full rate; lower while the usage headers are high. */
@@ -102,7 +104,7 @@ export class SenderPacer {
   private state(senderId: string, now: number): SenderPace {
     let pace = this.senders.get(senderId);
     if (pace === undefined) {
-      pace = { tat: { text: now, audio_video: now }, pausedUntil: 0, factor: 1, strikes: 0, lastSeen: now };
+      pace = { tat: { text: now, audio_video: now }, waitSlot: { text: 0, audio_video: 0 }, pausedUntil: 0, factor: 1, strikes: 0, lastSeen: now };
       this.senders.set(senderId, pace);
     }
     pace.lastSeen = now;
@@ -134,7 +136,15 @@ export class SenderPacer {
     const interval = 1000 / rate;
     const tolerance = interval * Math.max(0, rate * BURST_SECONDS - 1);
     const tat = Math.max(pace.tat[cls], now);
-    if (tat - now > tolerance) return Math.max(1, Math.ceil(tat - tolerance - now));
+    if (tat - now > tolerance) {
+      // Callers told to wait come back one slot apart, not all at the first free one: with a
+      // backlog, every waiter asking at the same moment would be told to wait again but one, and
+      // each such try is a job put back (reads, a commit). Nothing is reserved: whoever asks at a
+      // free slot takes it.
+      const slot = Math.max(tat - tolerance, pace.waitSlot[cls]);
+      pace.waitSlot[cls] = slot + interval;
+      return Math.max(1, Math.ceil(slot - now));
+    }
     pace.tat[cls] = tat + interval;
     return 0;
   }

@@ -51,6 +51,19 @@ describe('pacing a sender', () => {
     expect(mostInOneSecond(times)).toBeGreaterThanOrEqual(265);
   });
 
+  it('tells callers that must wait to come back one slot apart, and each finds its slot free then', () => {
+    const c = clock();
+    const pacer = new SenderPacer(c.now);
+    while (pacer.reserve('snd_a', 'text') === 0); // the burst is spent
+    const waits = Array.from({ length: 10 }, () => pacer.reserve('snd_a', 'text'));
+    for (let i = 1; i < waits.length; i += 1) expect(waits[i]).toBeGreaterThan(waits[i - 1] as number);
+    const start = c.t;
+    for (const wait of waits) {
+      c.t = start + wait;
+      expect(pacer.reserve('snd_a', 'text')).toBe(0);
+    }
+  });
+
   it('holds audio and video to 10 a second, apart from text', () => {
     const c = clock();
     const pacer = new SenderPacer(c.now);
