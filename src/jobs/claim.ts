@@ -60,8 +60,18 @@ export interface ClaimLane {
  * (`rounds` times) were served in the last round, and the last of them in turn order is the one.
  */
 export function nextFairAfter(after: string, claimed: readonly Pick<JobRow, 'fair_key'>[]): string {
+  return lastInTurn(after, servedCounts(claimed));
+}
+
+/** How many jobs a claim took of each tenant (jobs without a fair key count as the tenant ''). */
+export function servedCounts(claimed: readonly Pick<JobRow, 'fair_key'>[]): Map<string, number> {
   const served = new Map<string, number>();
   for (const row of claimed) served.set(row.fair_key ?? '', (served.get(row.fair_key ?? '') ?? 0) + 1);
+  return served;
+}
+
+/** `nextFairAfter` from the counts of `servedCounts`. */
+export function lastInTurn(after: string, served: ReadonlyMap<string, number>): string {
   const rounds = Math.max(0, ...served.values());
   let last: string | null = null;
   for (const [key, times] of served) {
@@ -151,16 +161,17 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
     // Each kind's range is locked as it is read (`skip locked`: other processes take others).
     const ctes = [sql`expired as (${expiredLeases} for update skip locked)`];
     const laneSelects = lanes.map((lane, i) => {
-      if (lane.fair) {
+      const fair = lane.fair;
+      if (fair) {
         const arms = lane.kinds.map((kind, k) => {
           const names = { after: sql.raw(`tenants_after_${i}_${k}`), upto: sql.raw(`tenants_upto_${i}_${k}`) };
-          ctes.push(...tenantsInTurn(kind, lane.fair?.after ?? '', lane.limit, names));
+          ctes.push(...tenantsInTurn(kind, fair.after, lane.limit, names));
           return sql`select r.id, r.run_at, t.k as tk from (select k from ${names.after} union all select k from ${names.upto}) t
               cross join lateral (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))} for update of j skip locked) r where t.k is not null
             union all
             select r.id, r.run_at, '' as tk from (${readyOf(kind, lane.limit)} for update of j skip locked) r`;
         });
-        return sql`(${inTurn(sql.join(arms, sql` union all `), lane.fair.after, lane.limit)})`;
+        return sql`(${inTurn(sql.join(arms, sql` union all `), fair.after, lane.limit)})`;
       }
       const names = lane.kinds.map((kind, k) => {
         const name = sql.raw(`ready_${i}_${k}`);
@@ -179,19 +190,20 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
   } else {
     // A compound select runs its arms in order and stops at the limit: earlier lanes go first.
     const laneSelects = lanes.map((lane) => {
-      if (lane.fair) {
+      const fair = lane.fair;
+      if (fair) {
         // Each tenant's range is read through `id in (…)`: SQLite runs that subquery once per
         // tenant, with its own limit, and never sorts a backlog.
         const arms = lane.kinds.map(
           (kind) => sql`select * from (
-              with recursive ${sql.join(tenantsInTurn(kind, lane.fair?.after ?? '', lane.limit, { after: sql.raw('ta'), upto: sql.raw('tb') }))},
+              with recursive ${sql.join(tenantsInTurn(kind, fair.after, lane.limit, { after: sql.raw('ta'), upto: sql.raw('tb') }))},
                 t(k) as (select k from ta union all select k from tb)
               select j.id, j.run_at, t.k as tk from t join jobs j on j.id in (select id from (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))})) where t.k is not null
               union all
               select id, run_at, '' as tk from (${readyOf(kind, lane.limit)})
             )`,
         );
-        return sql`select id from (${inTurn(sql.join(arms, sql` union all `), lane.fair.after, lane.limit)})`;
+        return sql`select id from (${inTurn(sql.join(arms, sql` union all `), fair.after, lane.limit)})`;
       }
       const ranges = lane.kinds.map((kind) => sql`select id, run_at from (${readyOf(kind, lane.limit)})`);
       const merged = ranges.length === 1 ? (ranges[0] as (typeof ranges)[number]) : sql`select id, run_at from (${sql.join(ranges, sql` union all `)}) order by run_at, id limit ${sql.lit(lane.limit)}`;

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Db, Store } from '../store/db.js';
 import type { JobRow } from '../store/schema.js';
-import { claimJobs, nextDueAt, nextFairAfter } from './claim.js';
+import { claimJobs, lastInTurn, nextDueAt, servedCounts } from './claim.js';
 import { recordOutcomesIn, writeTransaction } from './finish.js';
 import { groupCommitFor } from './group-commit.js';
 import type { LeaseRef, Outcome } from './finish.js';
@@ -353,10 +353,9 @@ export class JobRunner {
       const turn = lane.fair;
       if (!turn || turn.limit <= 0) continue;
       const mine = rows.filter((r) => this.laneOf.get(r.kind) === lane);
-      turn.after = nextFairAfter(turn.after, mine);
       if (mine.length === 0) continue;
-      const served = new Map<string, number>();
-      for (const r of mine) served.set(r.fair_key ?? '', (served.get(r.fair_key ?? '') ?? 0) + 1);
+      const served = servedCounts(mine);
+      turn.after = lastInTurn(turn.after, served);
       turn.tenants = served.size;
       if (mine.length < turn.limit && turn.depth < turn.limit && Math.max(...served.values()) >= turn.depth) this.wakeRequested = true;
     }
