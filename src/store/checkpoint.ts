@@ -14,6 +14,15 @@
  * it asynchronously, the event loop stays free), and with no writer in the way the worker's RESTART
  * completes in a few milliseconds; the next write starts the WAL from its beginning.
  *
+ * That pause is what every API request arriving meanwhile waits for, so the worker makes it short
+ * before asking for it: a RESTART copies what the last PASSIVE left and syncs the database file, and
+ * a PASSIVE leaves what was written while it ran. So the worker first runs PASSIVE again, each pass
+ * copying what arrived during the one before, until a pass is quick; the pause then copies about a
+ * millisecond of writes. While the main thread gets to the pause (its loop may be busy for a few
+ * milliseconds), the worker keeps copying what arrives, so the pause finds nothing or almost nothing
+ * left. If a commit between two passes has already started the WAL over (a writer does that when
+ * the pass before it copied every frame), no pause is asked for at all.
+ *
  * If the WAL still grows past a limit (a long reader kept PASSIVE from finishing), a RESTART
  * checkpoint run by the worker alone stays the safety valve.
  * PostgreSQL and in-memory databases need none of this; `startCheckpointer` is then a no-op.
@@ -63,6 +72,14 @@ const DEFAULT_RESET_ABOVE_BYTES = 16 * 1024 * 1024;
 const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
 // The RESTART valve waits this long for readers before giving up until the next tick.
 const RESTART_BUSY_TIMEOUT_MS = 2000;
+// Before asking for the writer's pause, the worker copies again what arrived while it copied, until
+// a pass is this quick (the frames left for the pause are then about a millisecond's worth) or it
+// has made this many passes.
+const CATCH_UP_MS = 2;
+const CATCH_UP_PASSES = 4;
+// And while it waits for the pause, it keeps copying, pass after pass, for at most this long (the
+// main thread may be slow to get to it, or may have given up on a failure; the next tick asks again).
+const PAUSE_WAIT_MS = 1000;
 
 /**
  * The worker's code, evaluated as a script so it runs the same from sources (tests) and from the
@@ -82,14 +99,42 @@ function tick() {
   const results = [run('PASSIVE')];
   const last = results[0];
   if (last.log * pageSize > workerData.restartAboveBytes) results.push(run('RESTART'));
-  else if (workerData.resetAboveBytes > 0 && last.log * pageSize > workerData.resetAboveBytes) parentPort.postMessage({ type: 'reset-wanted' });
+  else if (workerData.resetAboveBytes > 0 && pauseAskedAt === 0 && last.log * pageSize > workerData.resetAboveBytes && !catchUp(last.log)) {
+    pauseAskedAt = performance.now();
+    parentPort.postMessage({ type: 'reset-wanted' });
+    setImmediate(keepUp);
+  }
   return results;
+}
+let pauseAskedAt = 0;
+let keptUpTo = 0;
+function keepUp() {
+  if (pauseAskedAt === 0) return;
+  if (performance.now() - pauseAskedAt > workerData.pauseWaitMs) { pauseAskedAt = 0; return; }
+  let now;
+  try { now = run('PASSIVE'); } catch (err) { pauseAskedAt = 0; parentPort.postMessage({ type: 'error', message: String(err && err.message || err) }); return; }
+  // Nothing new was written: look again in a millisecond rather than spin.
+  const idle = now.log === keptUpTo;
+  keptUpTo = now.log;
+  if (idle) setTimeout(keepUp, 1);
+  else setImmediate(keepUp);
+}
+function catchUp(log) {
+  for (let pass = 0; pass < workerData.catchUpPasses; pass++) {
+    const started = performance.now();
+    const now = run('PASSIVE');
+    if (now.log < log) return true;
+    log = now.log;
+    if (performance.now() - started < workerData.catchUpMs) break;
+  }
+  return false;
 }
 const timer = setInterval(() => {
   try { tick(); } catch (err) { parentPort.postMessage({ type: 'error', message: String(err && err.message || err) }); }
 }, workerData.intervalMs);
 parentPort.on('message', (msg) => {
   if (msg.type === 'reset') {
+    pauseAskedAt = 0;
     let results, error;
     try { results = [run('RESTART')]; } catch (err) { error = String(err && err.message || err); }
     parentPort.postMessage({ type: 'reset-done', results, error });
@@ -97,6 +142,7 @@ parentPort.on('message', (msg) => {
     try { parentPort.postMessage({ type: 'result', id: msg.id, results: tick() }); }
     catch (err) { parentPort.postMessage({ type: 'result', id: msg.id, error: String(err && err.message || err) }); }
   } else if (msg.type === 'stop') {
+    pauseAskedAt = 0;
     clearInterval(timer);
     db.close();
     parentPort.close();
@@ -130,6 +176,9 @@ export function startCheckpointer(store: Store, options: CheckpointerOptions = {
       // Without a way to pause the writer, the worker keeps to PASSIVE and the valve.
       resetAboveBytes: options.exclusive ? (options.resetAboveBytes ?? DEFAULT_RESET_ABOVE_BYTES) : 0,
       busyTimeoutMs: RESTART_BUSY_TIMEOUT_MS,
+      catchUpPasses: CATCH_UP_PASSES,
+      catchUpMs: CATCH_UP_MS,
+      pauseWaitMs: PAUSE_WAIT_MS,
     },
   });
   // The checkpointer must never keep a finished process alive.

@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startCheckpointer } from '../../../src/store/checkpoint.js';
 import type { Checkpointer } from '../../../src/store/checkpoint.js';
 import { insertInboundBatches } from '../../../src/store/inbound-batches.js';
@@ -57,6 +58,37 @@ describe('WAL checkpoints off the event loop (SQLite)', () => {
     const [after] = await checkpointer.checkpointNow();
     expect(after!.log).toBeLessThan(10);
     expect(after!.log).toBeGreaterThan(0);
+  });
+
+  it('keep copying what is written while the pause is on its way, so the pause finds nothing left', async () => {
+    store = await openTestStore('sqlite');
+    const db = store.db;
+    const shm = `${store.sqlite!.name}-shm`;
+    // The WAL index (the -shm file, native byte order): the header's mxFrame at byte 16 (frames
+    // in the WAL), the checkpoint info's nBackfill at byte 96 (frames copied into the database).
+    const walIndex = () => {
+      const bytes = readFileSync(shm);
+      return { frames: bytes.readUInt32LE(16), copied: bytes.readUInt32LE(96) };
+    };
+    let atPause: { frames: number; copied: number } | undefined;
+    checkpointer = startCheckpointer(store, {
+      intervalMs: 60_000,
+      resetAboveBytes: 64 * 1024,
+      exclusive: async (fn) => {
+        // A main thread slow to get to the pause, writing meanwhile.
+        for (let i = 0; i < 20; i += 1) await insertInboundBatches(db, ['v'.repeat(8000)], 100 + i);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await db.connection().execute(async () => {
+          atPause = walIndex();
+          await fn();
+        });
+      },
+    });
+    for (let i = 0; i < 40; i += 1) await insertInboundBatches(db, ['z'.repeat(8000)], i);
+    await checkpointer.checkpointNow();
+    await vi.waitFor(() => expect(atPause).toBeDefined(), { timeout: 5_000 });
+    expect(atPause!.frames).toBeGreaterThan(0);
+    expect(atPause!.copied).toBe(atPause!.frames);
   });
 
   it('give checkpoints back to the writer when stopped', async () => {
