@@ -323,7 +323,7 @@ export async function acceptOutboundMessage(
         const resource = messageResource(row, prepared.channel, prepared.content);
         await record(trx, 202, resource);
         return resource;
-      });
+      }, { urgent: true });
       return { status: 202, body };
     },
   );

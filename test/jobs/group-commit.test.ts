@@ -1,5 +1,5 @@
 /** Group commit: transactions asked for together commit together, each isolated from the others' failures. */
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { JobQueue } from '../../src/jobs/queue.js';
 import { GroupCommit } from '../../src/jobs/group-commit.js';
 import { describeEachEngine } from '../support/db.js';
@@ -56,5 +56,56 @@ describeEachEngine('group commit', (engine) => {
     ).rejects.toThrow('no');
     expect(await store.db.selectFrom('accounts').select('id').execute()).toEqual([]);
     await expect(commit.run(async (trx) => (await trx.insertInto('accounts').values(account('acc_next')).execute(), 'ok'))).resolves.toBe('ok');
+  });
+});
+
+// Grouping happens on SQLite only (PostgreSQL runs each as a transaction of its own).
+describe('group commit order and size (SQLite)', () => {
+  const engine = 'sqlite';
+  let store: TestStore | undefined;
+  afterEach(async () => {
+    await store?.dispose();
+    store = undefined;
+  });
+
+  const account = (id: string) => ({ id, parent_id: null, name: id, status: 'active', created_at: NOW, updated_at: NOW });
+  const busy = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+
+  it('runs a transaction someone waits for ahead of the job work asked for before it', async () => {
+    store = await openOutboundStore(engine);
+    const commit = new GroupCommit(store, new JobQueue(store, { now: () => NOW }));
+    const order: string[] = [];
+    const work = (name: string) => async (trx: Parameters<Parameters<GroupCommit['run']>[0]>[0]) => {
+      order.push(name);
+      await trx.insertInto('accounts').values(account(name)).execute();
+      return name;
+    };
+    const runs = [...Array.from({ length: 6 }, (_, i) => commit.run(work(`job_${i}`))), commit.run(work('api'), { urgent: true })];
+    expect(await Promise.all(runs)).toEqual(['job_0', 'job_1', 'job_2', 'job_3', 'job_4', 'job_5', 'api']);
+    expect(order).toEqual(['api', 'job_0', 'job_1', 'job_2', 'job_3', 'job_4', 'job_5']);
+  });
+
+  it('stops a group after ten milliseconds of work and commits the rest in the next, in order', async () => {
+    store = await openOutboundStore(engine);
+    const commit = new GroupCommit(store, new JobQueue(store, { now: () => NOW }));
+    const groups: object[] = [];
+    const order: number[] = [];
+    const runs = Array.from({ length: 12 }, (_, i) =>
+      commit.run(async (trx) => {
+        if (!groups.includes(trx)) groups.push(trx);
+        order.push(i);
+        busy(4);
+        await trx.insertInto('accounts').values(account(`acc_${i}`)).execute();
+        return i;
+      }),
+    );
+    expect(await Promise.all(runs)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(order).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    // 48 ms of work in groups of about 10 ms: several commits, none holding all twelve.
+    expect(groups.length).toBeGreaterThanOrEqual(3);
+    expect(await store.db.selectFrom('accounts').select('id').execute()).toHaveLength(12);
   });
 });
