@@ -6,8 +6,9 @@
  * group is being written and flushed are gathered and written together, each inside its own
  * savepoint (one failing rolls back only itself), and each caller hears its result once the
  * group's commit is durable. An idle gateway commits a lone transaction at once. A transaction an
- * API request waits for goes ahead of the job runners' in the next group, and a group stops taking
- * items after ten milliseconds, so a request waits for at most one bounded group before its own.
+ * API request waits for goes ahead of all but one of the job runners' in the next group, and a group
+ * stops taking items after ten milliseconds, so a request waits for at most one bounded group (and
+ * one job's item) before its own.
  *
  * PostgreSQL commits on its own server without blocking the loop, and a pool runs them in
  * parallel; grouping there would also make unrelated row locks (contacts, FIFO keys) wait on each
@@ -91,10 +92,16 @@ export class GroupCommit {
     return this.#urgent.length + this.#waiting.length;
   }
 
-  /** The next group: urgent transactions first, then the others, each in the order asked. */
+  /**
+   * The next group: the oldest of the others, then the urgent transactions, then the rest of the
+   * others, each in the order asked. The one taken first keeps job work moving (a runner's claim or
+   * outcomes are among it) when urgent transactions alone would fill every group's budget.
+   */
   #take(): Pending[] {
-    const urgent = this.#urgent.splice(0, MAX_GROUP);
-    return urgent.length === MAX_GROUP ? urgent : urgent.concat(this.#waiting.splice(0, MAX_GROUP - urgent.length));
+    const group = this.#waiting.splice(0, 1);
+    group.push(...this.#urgent.splice(0, MAX_GROUP - group.length));
+    group.push(...this.#waiting.splice(0, MAX_GROUP - group.length));
+    return group;
   }
 
   /** Transactions a group did not get to go back to the front of their queues. */

@@ -85,7 +85,26 @@ describe('group commit order and size (SQLite)', () => {
     };
     const runs = [...Array.from({ length: 6 }, (_, i) => commit.run(work(`job_${i}`))), commit.run(work('api'), { urgent: true })];
     expect(await Promise.all(runs)).toEqual(['job_0', 'job_1', 'job_2', 'job_3', 'job_4', 'job_5', 'api']);
-    expect(order).toEqual(['api', 'job_0', 'job_1', 'job_2', 'job_3', 'job_4', 'job_5']);
+    // The oldest job item still goes first: job work moves on however many requests come.
+    expect(order).toEqual(['job_0', 'api', 'job_1', 'job_2', 'job_3', 'job_4', 'job_5']);
+  });
+
+  it('keeps job work moving while urgent transactions alone would fill every group', async () => {
+    store = await openOutboundStore(engine);
+    const commit = new GroupCommit(store, new JobQueue(store, { now: () => NOW }));
+    const order: string[] = [];
+    const work = (name: string) => async (trx: Parameters<Parameters<GroupCommit['run']>[0]>[0]) => {
+      order.push(name);
+      busy(4);
+      await trx.insertInto('accounts').values(account(name)).execute();
+      return name;
+    };
+    const jobs = [commit.run(work('job_0')), commit.run(work('job_1'))];
+    const api = Array.from({ length: 9 }, (_, i) => commit.run(work(`api_${i}`), { urgent: true }));
+    await Promise.all([...jobs, ...api]);
+    // Three groups of about 10 ms, each led by a job item: job_1 is not left for after every request.
+    expect(order.indexOf('job_0')).toBe(0);
+    expect(order.indexOf('job_1')).toBeLessThan(order.indexOf('api_8'));
   });
 
   it('stops a group after ten milliseconds of work and commits the rest in the next, in order', async () => {
