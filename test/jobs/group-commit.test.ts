@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobQueue } from '../../src/jobs/queue.js';
 import { GroupCommit } from '../../src/jobs/group-commit.js';
+import type { Db } from '../../src/store/db.js';
 import { describeEachEngine } from '../support/db.js';
 import type { TestStore } from '../support/db.js';
 import { openOutboundStore } from '../pipeline/outbound/support.js';
@@ -73,17 +74,19 @@ describe('group commit order and size (SQLite)', () => {
     const until = performance.now() + ms;
     while (performance.now() < until);
   };
+  /** A transaction that notes its turn in `order`, works `ms` on the loop and inserts an account. */
+  const work = (order: string[], name: string, ms = 0) => async (trx: Db) => {
+    order.push(name);
+    busy(ms);
+    await trx.insertInto('accounts').values(account(name)).execute();
+    return name;
+  };
 
   it('runs a transaction someone waits for ahead of the job work asked for before it', async () => {
     store = await openOutboundStore(engine);
     const commit = new GroupCommit(store, new JobQueue(store, { now: () => NOW }));
     const order: string[] = [];
-    const work = (name: string) => async (trx: Parameters<Parameters<GroupCommit['run']>[0]>[0]) => {
-      order.push(name);
-      await trx.insertInto('accounts').values(account(name)).execute();
-      return name;
-    };
-    const runs = [...Array.from({ length: 6 }, (_, i) => commit.run(work(`job_${i}`))), commit.run(work('api'), { urgent: true })];
+    const runs = [...Array.from({ length: 6 }, (_, i) => commit.run(work(order, `job_${i}`))), commit.run(work(order, 'api'), { urgent: true })];
     expect(await Promise.all(runs)).toEqual(['job_0', 'job_1', 'job_2', 'job_3', 'job_4', 'job_5', 'api']);
     // The oldest job item still goes first: job work moves on however many requests come.
     expect(order).toEqual(['job_0', 'api', 'job_1', 'job_2', 'job_3', 'job_4', 'job_5']);
@@ -93,14 +96,8 @@ describe('group commit order and size (SQLite)', () => {
     store = await openOutboundStore(engine);
     const commit = new GroupCommit(store, new JobQueue(store, { now: () => NOW }));
     const order: string[] = [];
-    const work = (name: string) => async (trx: Parameters<Parameters<GroupCommit['run']>[0]>[0]) => {
-      order.push(name);
-      busy(4);
-      await trx.insertInto('accounts').values(account(name)).execute();
-      return name;
-    };
-    const jobs = [commit.run(work('job_0')), commit.run(work('job_1'))];
-    const api = Array.from({ length: 9 }, (_, i) => commit.run(work(`api_${i}`), { urgent: true }));
+    const jobs = [commit.run(work(order, 'job_0', 4)), commit.run(work(order, 'job_1', 4))];
+    const api = Array.from({ length: 9 }, (_, i) => commit.run(work(order, `api_${i}`, 4), { urgent: true }));
     await Promise.all([...jobs, ...api]);
     // Three groups of about 10 ms, each led by a job item: job_1 is not left for after every request.
     expect(order.indexOf('job_0')).toBe(0);
