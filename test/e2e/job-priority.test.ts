@@ -28,12 +28,18 @@ describeEachEngine('job priority', (engine) => {
     await world?.close();
   });
 
-  /** The first business's backlog: MESSAGES_EACH replies to each customer, a round at a time. */
+  /**
+   * The first business's backlog: MESSAGES_EACH replies to each customer, a round at a time (each
+   * conversation's replies in order), the customers of a round at once, so the backlog is queued
+   * well before the Send API works through it.
+   */
   async function queueReplies(customers: Customer[], text: string): Promise<string[]> {
     const ids: string[] = [];
     for (let round = 0; round < MESSAGES_EACH; round += 1) {
-      for (const c of customers) {
-        const res = await world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: c.psid }, text: `${text} ${round}` });
+      const answers = await Promise.all(
+        customers.map((c) => world.api<{ id: string }>('POST', '/messages', { sender_id: world.senderId, to: { psid: c.psid }, text: `${text} ${round}` })),
+      );
+      for (const res of answers) {
         expect(res.status).toBe(202);
         ids.push(res.body.id);
       }
@@ -64,6 +70,10 @@ describeEachEngine('job priority', (engine) => {
     const total = ids.length;
 
     const asking = customers[0] as Customer;
+    // Sends leave while the backlog is being queued (more of them on a busy machine): only those
+    // still waiting when the customer writes are the backlog the message must not wait for.
+    const sentBefore = await countSent(ids);
+    const waiting = total - sentBefore;
     const wrote = await world.control('POST', `/_emulator/pages/${world.pageId}/inbound`, { user: asking.userId, text: 'is anyone there?' });
     expect(wrote.status).toBe(200);
     // When the customer's message is stored, count the replies queued before it that have left.
@@ -84,7 +94,7 @@ describeEachEngine('job priority', (engine) => {
     );
     // Processed first in line, it waits only for a free job slot: at most the sends in flight then
     // and the ones started while it was parsed, not the queue (FIFO had all of them go first).
-    expect(sentThen.sent).toBeLessThan(total / 2);
+    expect(sentThen.sent - sentBefore).toBeLessThan(waiting / 2);
 
     // The backlog still goes out in full.
     await world.control('DELETE', '/_emulator/faults');
@@ -104,13 +114,15 @@ describeEachEngine('job priority', (engine) => {
       expect(slow.status).toBeLessThan(300);
     }
     const backlog = await queueReplies(customers, 'campaign');
+    // As above: the sends that left while the backlog was queued are not the backlog it overtakes.
+    const sentBefore = await countSent(backlog);
     const reply = await other.api<{ id: string }>('POST', '/messages', { sender_id: page.senderId, to: { psid: theirs.psid }, text: 'thanks for writing' });
     expect(reply.status).toBe(202);
 
     await world.waitForSent(reply.body.id, 30_000, other.api);
     // Oldest first it went after all of them; in turns, after those in flight when it was queued
     // and about one more round of the slots.
-    expect(await countSent(backlog)).toBeLessThan(backlog.length / 2);
+    expect((await countSent(backlog)) - sentBefore).toBeLessThan((backlog.length - sentBefore) / 2);
 
     await world.control('DELETE', '/_emulator/faults');
     for (const id of backlog) await world.waitForSent(id, 60_000);
