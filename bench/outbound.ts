@@ -161,5 +161,8 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     peak_rss_mb: Math.round(peak / 1048576),
     rss_first_mb: Math.round((samples[0] ?? 0) / 1048576),
     rss_last_mb: Math.round((samples[samples.length - 1] ?? 0) / 1048576),
+    // Over a longer run, resident memory every 30 s (one sample a second): a rise that levels off
+    // is the heap sizing itself to the load; one that keeps climbing is growth.
+    ...(soak ? { rss_every_30s_mb: samples.filter((_, i) => i % 30 === 0).map((b) => Math.round(b / 1048576)) } : {}),
   };
 }
