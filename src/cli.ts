@@ -5,16 +5,9 @@
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { ConfigError, databaseLocation, loadConfig } from './config.js';
-import { buildServer } from './server.js';
-import { openStore, migrate } from './store/db.js';
+import { ConfigError, databaseLocation, loadConfig, semiSpaceSetting } from './config.js';
 import type { Store } from './store/db.js';
-import { createAccount, getAccount, listAccounts } from './store/accounts.js';
-import { createApiKey, listApiKeys, revokeApiKey } from './store/api-keys.js';
-import { listUnroutable } from './store/unroutable.js';
-import { runDev } from './dev.js';
-import { applyHeapGrowth } from './runtime.js';
-import { runEmulatorCli } from '../emulator/index.js';
+import { applyHeapGrowth, capYoungGeneration, youngGenerationBytes } from './runtime.js';
 
 const USAGE = `Usage: switchboard <command> [options]
 
@@ -39,7 +32,10 @@ function databaseUrl(): string {
   return databaseLocation().databaseUrl;
 }
 
+// The database and server modules are imported by the commands that use them: `serve` and `dev` cap
+// V8's young generation before anything sizeable loads (`src/runtime.ts`), and `help` stays instant.
 async function withStore<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+  const { openStore, migrate } = await import('./store/db.js');
   const store = await openStore({ url: databaseUrl() });
   try {
     await migrate(store);
@@ -74,8 +70,11 @@ function startupProblem(err: unknown): string | null {
 async function serve(): Promise<void> {
   const config = loadConfig();
   applyHeapGrowth(config.heapGrowthPercent);
+  const young = capYoungGeneration(config.semiSpaceMb);
+  const { buildServer } = await import('./server.js');
   const gateway = await buildServer(config);
   const url = await gateway.start();
+  young?.release();
   gateway.ctx.logger.info({ url, database: gateway.ctx.store.location, engine: gateway.ctx.store.engine }, 'switchboard listening');
   const stop = (signal: string) => {
     gateway.ctx.logger.info({ signal }, 'shutting down');
@@ -94,12 +93,14 @@ async function serve(): Promise<void> {
   if (process.send) {
     process.on('message', (m: { op?: string } | null) => {
       if (m?.op !== 'stats') return;
-      process.send?.({ stats: { rss: process.memoryUsage.rss(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization() } });
+      process.send?.({ stats: { rss: process.memoryUsage.rss(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), young: youngGenerationBytes() } });
     });
   }
 }
 
 async function accounts(args: string[]): Promise<void> {
+  const { createAccount, getAccount, listAccounts } = await import('./store/accounts.js');
+  const { createApiKey } = await import('./store/api-keys.js');
   const [sub, ...rest] = args;
   const { values } = parseArgs({ args: rest, options: { name: { type: 'string' }, parent: { type: 'string' }, json: { type: 'boolean' } } });
   if (sub === 'create') {
@@ -124,6 +125,8 @@ async function accounts(args: string[]): Promise<void> {
 }
 
 async function keys(args: string[]): Promise<void> {
+  const { getAccount } = await import('./store/accounts.js');
+  const { createApiKey, listApiKeys, revokeApiKey } = await import('./store/api-keys.js');
   const [sub, ...rest] = args;
   const { values } = parseArgs({ args: rest, options: { account: { type: 'string' }, name: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean' } } });
   if (!values.account) fail(`keys ${sub ?? ''} needs --account`);
@@ -145,6 +148,7 @@ async function keys(args: string[]): Promise<void> {
 }
 
 async function unroutable(args: string[]): Promise<void> {
+  const { listUnroutable } = await import('./store/unroutable.js');
   const { values } = parseArgs({ args, options: { entry: { type: 'string' }, limit: { type: 'string' } } });
   const limit = Number(values.limit ?? 50);
   if (!Number.isInteger(limit) || limit < 1) fail('--limit must be a positive whole number');
@@ -160,8 +164,14 @@ export async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve':
       return serve();
-    case 'dev':
-      return runDev(rest);
+    case 'dev': {
+      // As for serve (the rest of dev's configuration exists only once its emulator runs).
+      const young = capYoungGeneration(semiSpaceSetting());
+      const { runDev } = await import('./dev.js');
+      await runDev(rest);
+      young?.release();
+      return;
+    }
     case 'migrate':
       return withStore(async (store) => {
         process.stdout.write(`database ${store.location} is up to date\n`);
@@ -172,8 +182,10 @@ export async function main(argv: string[]): Promise<void> {
       return keys(rest);
     case 'unroutable':
       return unroutable(rest);
-    case 'emulator':
+    case 'emulator': {
+      const { runEmulatorCli } = await import('../emulator/index.js');
       return runEmulatorCli(rest);
+    }
     case undefined:
     case 'help':
     case '--help':

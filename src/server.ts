@@ -223,6 +223,8 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
           onError: (err) => logger.warn({ err }, 'WAL checkpoint failed; the next one will try again'),
         })
       : undefined;
+  // See `Checkpointer.online`: until the thread is up, nothing else runs here.
+  await checkpointer?.online;
   let checkTimer: NodeJS.Timeout | undefined;
   const scheduleChecks = async () => {
     const due = now() - config.senderCheckIntervalMs;

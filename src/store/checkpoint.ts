@@ -59,6 +59,12 @@ export interface Checkpointer {
   checkpointNow(): Promise<CheckpointResult[]>;
   /** Stops the worker and gives checkpoints back to the writer. */
   stop(): Promise<void>;
+  /**
+   * Resolves once the worker's thread runs (or has ended). The server waits for it before going on:
+   * setting up the thread's V8 heap undoes the young generation's cap (`src/runtime.ts`) until the
+   * main thread hears that it is online, which it does only between tasks.
+   */
+  readonly online: Promise<void>;
 }
 
 // Half a second keeps the WAL to a few MB at thousands of writes per second while costing the
@@ -159,7 +165,7 @@ type WorkerMessage =
 export function startCheckpointer(store: Store, options: CheckpointerOptions = {}): Checkpointer {
   const sqlite = store.sqlite;
   if (store.engine !== 'sqlite' || !sqlite || sqlite.memory) {
-    return { checkpointNow: async () => [], stop: async () => undefined };
+    return { checkpointNow: async () => [], stop: async () => undefined, online: Promise.resolve() };
   }
   const path = sqlite.name;
   sqlite.pragma('wal_autocheckpoint = 0');
@@ -183,6 +189,10 @@ export function startCheckpointer(store: Store, options: CheckpointerOptions = {
   });
   // The checkpointer must never keep a finished process alive.
   worker.unref();
+  const online = new Promise<void>((resolve) => {
+    worker.once('online', resolve);
+    worker.once('exit', () => resolve());
+  });
 
   let nextId = 1;
   const waiting = new Map<number, { resolve(r: CheckpointResult[]): void; reject(e: Error): void }>();
@@ -247,6 +257,7 @@ export function startCheckpointer(store: Store, options: CheckpointerOptions = {
   });
 
   return {
+    online,
     checkpointNow() {
       if (stopped) return Promise.reject(new Error('the checkpointer is stopped'));
       const id = nextId++;

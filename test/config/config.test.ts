@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, semiSpaceSetting } from '../../src/config.js';
 
 const base = {
   SWITCHBOARD_SECRET_KEY: 'a'.repeat(64),
@@ -60,6 +60,20 @@ describe('configuration', () => {
       'SWITCHBOARD_HEAP_GROWTH_PERCENT must be a whole number from 0 to 400; it is "lots"',
     ]);
     expect(problems({ ...base, SWITCHBOARD_HEAP_GROWTH_PERCENT: '-5' })).toHaveLength(1);
+  });
+
+  it('caps the young generation at 8 MB a semi-space unless told otherwise, only at sizes V8 can stop at', () => {
+    expect(loadConfig({ env: base }).semiSpaceMb).toBe(8);
+    expect(loadConfig({ env: { ...base, SWITCHBOARD_SEMI_SPACE_MB: '0' } }).semiSpaceMb).toBe(0);
+    expect(loadConfig({ env: { ...base, SWITCHBOARD_SEMI_SPACE_MB: '32' } }).semiSpaceMb).toBe(32);
+    for (const bad of ['6', '512', '-8', 'small']) {
+      expect(problems({ ...base, SWITCHBOARD_SEMI_SPACE_MB: bad })).toEqual([
+        `SWITCHBOARD_SEMI_SPACE_MB must be 0 (V8's own size) or a power of two from 1 to 256 (1, 2, 4, 8, …); it is "${bad}"`,
+      ]);
+    }
+    // `dev` reads it alone, before the rest of its configuration exists.
+    expect(semiSpaceSetting({ env: { SWITCHBOARD_SEMI_SPACE_MB: '4' } })).toBe(4);
+    expect(() => semiSpaceSetting({ env: { SWITCHBOARD_SEMI_SPACE_MB: '3' } })).toThrow(ConfigError);
   });
 
   it('reads a JSON file, with the environment winning, and refuses unknown names', () => {
