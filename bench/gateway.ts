@@ -19,6 +19,8 @@ export interface ProcessStats {
   rss: number;
   cpu: NodeJS.CpuUsage;
   elu: EventLoopUtilization;
+  /** V8's young generation (both semi-spaces), bytes: held to `SWITCHBOARD_SEMI_SPACE_MB` x 2. */
+  young: number;
 }
 
 export interface ChildGateway {

@@ -64,10 +64,12 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
   const soak = Number(process.env.BENCH_SOAK_SECONDS ?? 0);
   const seconds = soak || d.seconds;
   let peak = 0;
+  let peakYoung = 0;
   const samples: number[] = [];
   const sampler = setInterval(() => {
-    void gateway.stats().then(({ rss }) => {
+    void gateway.stats().then(({ rss, young }) => {
       peak = Math.max(peak, rss);
+      peakYoung = Math.max(peakYoung, young);
       samples.push(rss);
     });
   }, 1000);
@@ -159,6 +161,7 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     // How busy the event loop was over the same time (1: never idle).
     loop_busy: Number(elu.utilization.toFixed(2)),
     peak_rss_mb: Math.round(peak / 1048576),
+    young_generation_mb: Math.round(peakYoung / 1048576),
     rss_first_mb: Math.round((samples[0] ?? 0) / 1048576),
     rss_last_mb: Math.round((samples[samples.length - 1] ?? 0) / 1048576),
     // Over a longer run, resident memory every 30 s (one sample a second): a rise that levels off

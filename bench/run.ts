@@ -284,8 +284,16 @@ async function inboundScenario() {
   // Each text carries the send time; the receiver subtracts it (same machine, same clock).
   const bodies = users.map((u) => JSON.stringify({ user: u, text: 't=__NOW__' }));
   let peakRss = 0;
+  let peakYoung = 0;
   // The gateway process's own resident memory (not this harness's, which also runs the receiver).
-  const sampler = setInterval(() => void gateway.stats().then((st) => (peakRss = Math.max(peakRss, st.rss))), 200);
+  const sampler = setInterval(
+    () =>
+      void gateway.stats().then((st) => {
+        peakRss = Math.max(peakRss, st.rss);
+        peakYoung = Math.max(peakYoung, st.young);
+      }),
+    200,
+  );
   // Each customer writes once first (contacts, conversations and profiles exist, the process is warm),
   // so the measured run is the steady state the scenario is about, not first-contact set-up.
   for (const u of users) await api('POST', `${emulator.url}/_emulator/pages/${page.id}/inbound`, { user: u, text: 't=0 hello' });
@@ -369,6 +377,7 @@ async function inboundScenario() {
     cpu_ms_per_msg: before ? Number(((after.cpu.user - before.cpu.user + after.cpu.system - before.cpu.system) / 1000 / Math.max(1, measured)).toFixed(3)) : null,
     loop_busy: before ? Number(performance.eventLoopUtilization(after.elu, before.elu).utilization.toFixed(2)) : null,
     peak_rss_mb: Math.round(peakRss / 1048576),
+    young_generation_mb: Math.round(peakYoung / 1048576),
     // The warm-up's own latencies: what the first seconds of load after a start look like.
     warmup_seconds: WARMUP_SECONDS,
     warmup_p99_ms: percentile(warmup.sort((x, y) => x - y), 99),
