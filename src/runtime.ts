@@ -28,7 +28,7 @@ export function applyHeapGrowth(percent: number): void {
 
 /*
  * The young generation. V8 doubles it from 1 MB a semi-space whenever enough survives a collection,
- * up to 16 MB on Node 20 and 22 (32 MB resident for the pair) and more on Node 24; a gateway reaches
+ * up to 16 MB on Node 20 and 22 (32 MB resident for the pair) and 64 MB on Node 24; a gateway reaches
  * the maximum while it loads its modules. At 8 MB the inbound benchmark peaked 15-20 MB lower at the
  * same CPU a message (docs/BENCHMARKS.md). `--max-semi-space-size` is only read when V8 sets up the
  * heap, so it would be a start flag in every command; what V8 does read at each growth is
