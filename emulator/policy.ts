@@ -62,7 +62,8 @@ export interface PolicyInput {
 /** Null when the message may go out; otherwise the error Meta answers. */
 export function checkPolicy(input: PolicyInput): GraphError | null {
   const { channel, tag, thread, app, now } = input;
-  const windowError = channel === 'instagram' ? graphErrors.outsideWindowInstagram() : graphErrors.outsideWindow();
+  // Made only when answered: an Error captures its stack trace, a cost every allowed send would pay.
+  const windowError = (): GraphError => (channel === 'instagram' ? graphErrors.outsideWindowInstagram() : graphErrors.outsideWindow());
   const sinceLast = thread?.lastUserActivityAt == null ? Number.POSITIVE_INFINITY : now - thread.lastUserActivityAt;
   const inStandardWindow = sinceLast <= STANDARD_WINDOW_MS || (thread?.adWindowUntil != null && now <= thread.adWindowUntil);
 
@@ -84,20 +85,20 @@ export function checkPolicy(input: PolicyInput): GraphError | null {
       case 'HUMAN_AGENT': {
         // Without the Human Agent permission the tag extends nothing: the standard window applies.
         const limit = app.humanAgent ? HUMAN_AGENT_WINDOW_MS : STANDARD_WINDOW_MS;
-        return sinceLast <= limit || inStandardWindow ? null : windowError;
+        return sinceLast <= limit || inStandardWindow ? null : windowError();
       }
       case 'CUSTOMER_FEEDBACK':
         if (input.templateType !== 'customer_feedback') {
           return graphErrors.invalidParam('Tag CUSTOMER_FEEDBACK may only be used with the customer feedback template');
         }
-        return sinceLast <= CUSTOMER_FEEDBACK_WINDOW_MS ? null : windowError;
+        return sinceLast <= CUSTOMER_FEEDBACK_WINDOW_MS ? null : windowError();
       default:
         // The update tags may reach a person who wrote before, at any time, until they retire.
-        return thread?.lastUserActivityAt == null ? windowError : null;
+        return thread?.lastUserActivityAt == null ? windowError() : null;
     }
   }
   if (input.messagingType === 'MESSAGE_TAG') {
     return graphErrors.invalidParam('Param tag is required when messaging_type is MESSAGE_TAG');
   }
-  return inStandardWindow ? null : windowError;
+  return inStandardWindow ? null : windowError();
 }

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { graphErrors } from '../errors.js';
+import { type GraphError, graphErrors } from '../errors.js';
 import type { App, Page, TokenRecord } from '../state.js';
 import type { GraphCall } from './route.js';
 import { tokenOf } from './route.js';
@@ -56,17 +56,18 @@ export function authenticate(call: GraphCall): Caller {
  */
 export function pageFromPath(call: GraphCall, caller: Caller, method: 'GET' | 'POST' | 'DELETE'): Page {
   const id = call.pathId ?? 'me';
-  const unsupported = method === 'GET' ? graphErrors.unsupportedGet(id) : graphErrors.unsupportedPost(id);
+  // Made only when answered: an Error captures its stack trace, a cost every good call would pay.
+  const unsupported = (): GraphError => (method === 'GET' ? graphErrors.unsupportedGet(id) : graphErrors.unsupportedPost(id));
   if (caller.isAppToken || caller.token?.kind === 'user') {
-    if (id !== 'me' && !call.ctx.state.pageForObjectId(id)) throw unsupported;
+    if (id !== 'me' && !call.ctx.state.pageForObjectId(id)) throw unsupported();
     throw graphErrors.pageTokenRequired();
   }
   if (id === 'me') {
-    if (!caller.page) throw unsupported;
+    if (!caller.page) throw unsupported();
     return caller.page;
   }
   const page = call.ctx.state.pageForObjectId(id);
-  if (!page) throw unsupported;
+  if (!page) throw unsupported();
   if (!caller.page || caller.page.id !== page.id) throw graphErrors.tokenForOtherPage();
   call.account.pageId = page.id;
   return page;

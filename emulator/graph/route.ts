@@ -57,7 +57,6 @@ export function decodeParam(value: unknown, name: string): unknown {
 export function graphRoute(ctx: EmulatorContext, handler: GraphHandler, options: { isSend?: boolean } = {}) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const started = Date.now();
-    const cpuStarted = process.cpuUsage();
     const routeParams = (request.params ?? {}) as Record<string, string | undefined>;
     if (routeParams.version === '_emulator') {
       // An unknown control path that fell through to the Graph routes.
@@ -122,13 +121,12 @@ export function graphRoute(ctx: EmulatorContext, handler: GraphHandler, options:
     } catch (error) {
       answer = errorAnswer(ctx, error, request);
     }
-    const cpu = process.cpuUsage(cpuStarted);
     ctx.usage.record({
       appId: call.account.appId,
       pageId: call.account.pageId,
       isSend: options.isSend === true,
       timeMs: Date.now() - started,
-      cpuMs: (cpu.user + cpu.system) / 1000,
+      cpuMs: ctx.usage.cpu.charge(),
     });
     if (dropAfterMs !== null) {
       if (dropAfterMs > 0) await sleep(dropAfterMs, ctx.closing);
