@@ -22,6 +22,8 @@
  * `BEGIN IMMEDIATE` transaction, so nothing runs between the read of ready jobs and their marking.
  */
 import { sql } from 'kysely';
+import { compiled } from '../store/compiled.js';
+import type { CompiledStatement } from '../store/compiled.js';
 import type { Db, Store } from '../store/db.js';
 import type { JobRow } from '../store/schema.js';
 import { LIVE_STATES_SQL } from './keys.js';
@@ -102,7 +104,7 @@ const nextTenant = (kind: string, t: ReturnType<typeof sql.raw>) =>
  * Two recursive CTEs under the caller's names (`names.after`, then `names.upto`); the caller
  * selects `k` from both.
  */
-function tenantsInTurn(kind: string, after: string, cap: number, names: { after: ReturnType<typeof sql.raw>; upto: ReturnType<typeof sql.raw> }) {
+function tenantsInTurn(kind: string, after: unknown, cap: number, names: { after: ReturnType<typeof sql.raw>; upto: ReturnType<typeof sql.raw> }) {
   const { after: ta, upto: tb } = names;
   const capLit = sql.lit(cap);
   const next = (from: ReturnType<typeof sql>, bound: ReturnType<typeof sql>) =>
@@ -117,17 +119,77 @@ function tenantsInTurn(kind: string, after: string, cap: number, names: { after:
   ];
 }
 
+/** A claim's statement text depends on these only; its values (times, worker, turns) are arguments. */
+interface ClaimShape {
+  engine: Store['engine'];
+  kinds: readonly string[];
+  limit: number;
+  lanes: readonly { kinds: readonly string[]; limit: number; fair?: { depth: number } }[];
+}
+
+const depthOf = (lane: ClaimLane) => Math.max(1, Math.min(lane.limit, lane.fair?.depth ?? lane.limit));
+
+/**
+ * Claim statements, compiled once per shape. Building the claim with Kysely's `sql` templates and
+ * compiling it took about 100 µs on the benchmark machine, as long as running it, and a runner
+ * claims after nearly every job at low rates (2.5 claims a message at 100 messages/s). The shapes
+ * are as many as the limits' combinations (88 in a benchmark run); the least recently used go
+ * beyond this many, with their prepared statements.
+ */
+const MAX_CLAIM_SHAPES = 256;
+const claimStatements = new Map<string, CompiledStatement<unknown[], JobRow>>();
+
+function claimStatement(shape: ClaimShape): CompiledStatement<unknown[], JobRow> {
+  const key = JSON.stringify(shape);
+  let statement = claimStatements.get(key);
+  if (statement !== undefined) {
+    claimStatements.delete(key);
+  } else {
+    // Arguments: now, locked until, worker id, then each lane's `after` (undefined for a lane not read fairly, unused).
+    const fairLanes = shape.lanes.map((l, i) => (l.fair ? i : -1)).filter((i) => i >= 0);
+    statement = compiled(
+      (db: Db, ...args: unknown[]) => {
+        const afters: unknown[] = shape.lanes.map(() => undefined);
+        fairLanes.forEach((laneIndex, k) => (afters[laneIndex] = args[3 + k]));
+        const query = buildClaim(shape, args[0], args[1], args[2], afters);
+        return { compile: () => query.compile(db) };
+      },
+      3 + fairLanes.length,
+    );
+    if (claimStatements.size >= MAX_CLAIM_SHAPES) {
+      const oldest = claimStatements.keys().next().value;
+      if (oldest !== undefined) claimStatements.delete(oldest);
+    }
+  }
+  claimStatements.set(key, statement);
+  return statement;
+}
+
 /** `executor`: a write transaction to claim in (the runner records outcomes in the same one), or the database. */
 export async function claimJobs(store: Store, options: ClaimOptions, executor: Db = store.db): Promise<JobRow[]> {
   const { workerId, kinds, limit, leaseMs, now } = options;
   const lanes = (options.lanes ?? [{ kinds, limit }]).filter((l) => l.kinds.length > 0 && l.limit > 0);
   if (limit <= 0 || kinds.length === 0 || lanes.length === 0) return [];
-  const kindList = sql.join([...kinds]);
   // Limits are written into the text, not bound: SQLite prepares a statement again whenever a
   // bound LIMIT's value differs from the run before (measured: 212 against 81 µs for five jobs).
   // They are small integers from the runner (free slots, a capped lane's room, a fair lane's depth
   // rounded to a power of two), so the texts stay in the hundreds and each is prepared once.
   for (const n of [limit, ...lanes.flatMap((l) => [l.limit, l.fair?.depth ?? l.limit])]) if (!Number.isInteger(n)) throw new Error(`claim limit must be an integer, not ${n}`);
+  const shape: ClaimShape = {
+    engine: store.engine,
+    kinds: [...kinds],
+    limit,
+    lanes: lanes.map((l) => ({ kinds: [...l.kinds], limit: l.limit, ...(l.fair ? { fair: { depth: depthOf(l) } } : {}) })),
+  };
+  const afters = lanes.flatMap((l) => (l.fair ? [l.fair.after] : []));
+  const rows = await claimStatement(shape).all(executor, now, now + leaseMs, workerId, ...afters);
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+/** The claim statement of `shape`; `now`, `lockedUntil`, `workerId` and `afters` (by lane) are its values. */
+function buildClaim(shape: ClaimShape, now: unknown, lockedUntil: unknown, workerId: unknown, afters: readonly unknown[]) {
+  const { engine, kinds, limit, lanes } = shape;
+  const kindList = sql.join([...kinds]);
   const lim = sql.lit(limit);
   const expiredLeases = sql`select r.id from jobs r
     where r.state = 'running' and r.locked_until < ${now} and r.kind in (${kindList})
@@ -147,27 +209,25 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
   const tenantReady = (kind: string, tenant: ReturnType<typeof sql.ref>, depth: number) => sql`select j.id, j.run_at from jobs j
     where j.state = 'pending' and j.kind = ${kind} and j.fair_key = ${tenant} and j.run_at <= ${now} and ${keyFree}
     order by j.run_at, j.id limit ${sql.lit(depth)}`;
-  const depthOf = (lane: ClaimLane) => Math.max(1, Math.min(lane.limit, lane.fair?.depth ?? lane.limit));
   // The lane's candidates in turn order: the first ready job of every tenant (those after `after`
   // first, in key order, then the rest), then the second of each, and so on.
-  const inTurn = (ready: ReturnType<typeof sql>, after: string, n: number) => sql`select id from (
+  const inTurn = (ready: ReturnType<typeof sql>, after: unknown, n: number) => sql`select id from (
       select id, run_at, tk, row_number() over (partition by tk order by run_at, id) as turn from (${ready}) r
     ) f order by turn, case when tk > ${after} then 0 else 1 end, tk, run_at, id limit ${sql.lit(n)}`;
-  const mark = sql`update jobs set state = 'running', locked_until = ${now + leaseMs}, locked_by = ${workerId},
+  const mark = sql`update jobs set state = 'running', locked_until = ${lockedUntil}, locked_by = ${workerId},
     attempts = attempts + 1, updated_at = ${now}`;
 
-  let query;
-  if (store.engine === 'postgres') {
+  if (engine === 'postgres') {
     // Each kind's range is locked as it is read (`skip locked`: other processes take others).
     const ctes = [sql`expired as (${expiredLeases} for update skip locked)`];
     const laneSelects = lanes.map((lane, i) => {
-      const fair = lane.fair;
+      const fair = lane.fair === undefined ? undefined : { after: afters[i], depth: lane.fair.depth };
       if (fair) {
         const arms = lane.kinds.map((kind, k) => {
           const names = { after: sql.raw(`tenants_after_${i}_${k}`), upto: sql.raw(`tenants_upto_${i}_${k}`) };
           ctes.push(...tenantsInTurn(kind, fair.after, lane.limit, names));
           return sql`select r.id, r.run_at, t.k as tk from (select k from ${names.after} union all select k from ${names.upto}) t
-              cross join lateral (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))} for update of j skip locked) r where t.k is not null
+              cross join lateral (${tenantReady(kind, sql.ref('t.k'), fair.depth)} for update of j skip locked) r where t.k is not null
             union all
             select r.id, r.run_at, '' as tk from (${readyOf(kind, lane.limit)} for update of j skip locked) r`;
         });
@@ -184,13 +244,13 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
       );
       return sql`(select id from (${merged}) lane order by run_at, id limit ${sql.lit(lane.limit)})`;
     });
-    query = sql<JobRow>`with recursive ${sql.join(ctes)},
+    return sql<JobRow>`with recursive ${sql.join(ctes)},
         picked as (select id from expired union all ${sql.join(laneSelects, sql` union all `)} limit ${lim})
       ${mark} where id in (select id from picked) returning *`;
   } else {
     // A compound select runs its arms in order and stops at the limit: earlier lanes go first.
-    const laneSelects = lanes.map((lane) => {
-      const fair = lane.fair;
+    const laneSelects = lanes.map((lane, i) => {
+      const fair = lane.fair === undefined ? undefined : { after: afters[i], depth: lane.fair.depth };
       if (fair) {
         // Each tenant's range is read through `id in (…)`: SQLite runs that subquery once per
         // tenant, with its own limit, and never sorts a backlog.
@@ -198,7 +258,7 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
           (kind) => sql`select * from (
               with recursive ${sql.join(tenantsInTurn(kind, fair.after, lane.limit, { after: sql.raw('ta'), upto: sql.raw('tb') }))},
                 t(k) as (select k from ta union all select k from tb)
-              select j.id, j.run_at, t.k as tk from t join jobs j on j.id in (select id from (${tenantReady(kind, sql.ref('t.k'), depthOf(lane))})) where t.k is not null
+              select j.id, j.run_at, t.k as tk from t join jobs j on j.id in (select id from (${tenantReady(kind, sql.ref('t.k'), fair.depth)})) where t.k is not null
               union all
               select id, run_at, '' as tk from (${readyOf(kind, lane.limit)})
             )`,
@@ -209,12 +269,10 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
       const merged = ranges.length === 1 ? (ranges[0] as (typeof ranges)[number]) : sql`select id, run_at from (${sql.join(ranges, sql` union all `)}) order by run_at, id limit ${sql.lit(lane.limit)}`;
       return sql`select id from (${merged})`;
     });
-    query = sql<JobRow>`${mark} where id in (
+    return sql<JobRow>`${mark} where id in (
           select id from (${expiredLeases}) union all ${sql.join(laneSelects, sql` union all `)} limit ${lim}
         ) returning *`;
   }
-  const { rows } = await query.execute(executor);
-  return rows.sort((a, b) => a.id - b.id);
 }
 
 /**

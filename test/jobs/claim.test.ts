@@ -211,4 +211,27 @@ describeEachEngine('the claim', (engine) => {
     expect((await take()).map((j) => j.id)).toEqual([c]);
     expect(await take()).toEqual([]);
   });
+
+  it('binds each claim\'s own time and worker, across more statement shapes than are kept compiled', async () => {
+    const { queue, clock } = await setUp();
+    const ids = await queue.enqueue(
+      store!.db,
+      Array.from({ length: 300 }, (_, i) => ({ kind: 'send', payload: i })),
+    );
+    // Each lane limit of the first lane makes another statement text (300 of them, more than the
+    // 256 kept), and the shape seen first comes back at the end, after it was dropped.
+    const firstLaneLimits = [...Array.from({ length: 299 }, (_, i) => i + 1), 1];
+    for (const [n, laneLimit] of firstLaneLimits.entries()) {
+      clock.advance(1);
+      const rows = await claimJobs(store!, {
+        workerId: `w${n}`,
+        kinds: ['deliver', 'send'],
+        limit: 1,
+        leaseMs: 30_000,
+        now: clock.time,
+        lanes: [{ kinds: ['deliver'], limit: laneLimit }, { kinds: ['send'], limit: 1 }],
+      });
+      expect(rows.map((j) => [j.id, j.locked_by, j.locked_until])).toEqual([[ids[n], `w${n}`, clock.time + 30_000]]);
+    }
+  });
 });
