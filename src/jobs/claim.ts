@@ -22,7 +22,7 @@
  * `BEGIN IMMEDIATE` transaction, so nothing runs between the read of ready jobs and their marking.
  */
 import { sql } from 'kysely';
-import { compiled } from '../store/compiled.js';
+import { compiled, compiledByShape } from '../store/compiled.js';
 import type { CompiledStatement } from '../store/compiled.js';
 import type { Db, Store } from '../store/db.js';
 import type { JobRow } from '../store/schema.js';
@@ -282,26 +282,39 @@ function buildClaim(shape: ClaimShape, now: unknown, lockedUntil: unknown, worke
 export async function nextDueAt(store: Store, options: { workerId: string; kinds: readonly string[]; now: number; fairKinds?: ReadonlySet<string> }): Promise<number | null> {
   const { workerId, kinds, now } = options;
   if (kinds.length === 0) return null;
-  const kindList = sql.join([...kinds]);
-  // The earliest future run of each kind, one index range each (see `readyOf` above); of a fair
-  // kind, of each tenant's range.
-  const untenanted = (kind: string) => sql`select min(run_at) as m from jobs where state = 'pending' and kind = ${kind} and fair_key is null and run_at > ${now}`;
-  const nextRuns = sql.join(
-    kinds.map((kind) =>
-      options.fairKinds?.has(kind)
-        ? sql`select * from (
+  const shape = JSON.stringify({ kinds, fair: kinds.filter((k) => options.fairKinds?.has(k) === true) });
+  const row = await nextDueStatement(shape).first(store.db, now, workerId);
+  const times = [row?.next_run, row?.next_expiry].filter((t): t is number => t !== null && t !== undefined).map(Number);
+  return times.length > 0 ? Math.min(...times) : null;
+}
+
+// A runner asks this whenever a claim finds nothing (about once a message at low rates): compiled
+// once per runner's kinds, like the claim.
+const nextDueStatement = compiledByShape((shape: string) => {
+  const { kinds, fair } = JSON.parse(shape) as { kinds: string[]; fair: string[] };
+  return {
+    arity: 2,
+    build: (db: Db, now: number, workerId: string) => {
+      const kindList = sql.join([...kinds]);
+      // The earliest future run of each kind, one index range each (see `readyOf` above); of a fair
+      // kind, of each tenant's range.
+      const untenanted = (kind: string) => sql`select min(run_at) as m from jobs where state = 'pending' and kind = ${kind} and fair_key is null and run_at > ${now}`;
+      const nextRuns = sql.join(
+        kinds.map((kind) =>
+          fair.includes(kind)
+            ? sql`select * from (
             with recursive t(k) as (${firstTenant(kind)} union all ${nextTenant(kind, sql.raw('t'))})
             select (select min(run_at) from jobs j where j.state = 'pending' and j.kind = ${kind} and j.fair_key = t.k and j.run_at > ${now}) as m from t where t.k is not null
             union all ${untenanted(kind)}
           ) tenant_runs`
-        : untenanted(kind),
-    ),
-    sql` union all `,
-  );
-  const { rows } = await sql<{ next_run: number | null; next_expiry: number | null }>`select
+            : untenanted(kind),
+        ),
+        sql` union all `,
+      );
+      const query = sql<{ next_run: number | null; next_expiry: number | null }>`select
       (select min(m) from (${nextRuns}) runs) as next_run,
-      (select min(locked_until) from jobs where state = 'running' and locked_by <> ${workerId} and kind in (${kindList})) as next_expiry`.execute(store.db);
-  const row = rows[0];
-  const times = [row?.next_run, row?.next_expiry].filter((t): t is number => t !== null && t !== undefined).map(Number);
-  return times.length > 0 ? Math.min(...times) : null;
-}
+      (select min(locked_until) from jobs where state = 'running' and locked_by <> ${workerId} and kind in (${kindList})) as next_expiry`;
+      return { compile: () => query.compile(db) };
+    },
+  };
+});

@@ -10,6 +10,7 @@
  * receipts (`inbound-receipts.ts`) and everything else (`inbound-raw.ts`).
  */
 import type { Channel } from '../domain/glossary.js';
+import { groupCommitFor } from '../jobs/group-commit.js';
 import type { Job, JobHandler } from '../jobs/job.js';
 import { PermanentJobError, RetryableJobError } from '../jobs/job.js';
 import { parseWebhook } from '../meta/webhook.js';
@@ -117,7 +118,8 @@ export async function processInboundBatch(ctx: PipelineContext, batchId: number)
   if (parsed.error !== undefined) {
     // Meta would retry a refused body for ever, so it was acknowledged; it stays stored, marked.
     ctx.logger.warn({ batch: batchId, reason: parsed.error }, 'unreadable webhook batch kept with its error');
-    await markInboundBatchProcessed(db, batchId, ctx.now(), JSON.stringify({ error: parsed.error } satisfies BatchError));
+    const reason = JSON.stringify({ error: parsed.error } satisfies BatchError);
+    await groupCommitFor(ctx).run((trx) => markInboundBatchProcessed(trx, batchId, ctx.now(), reason));
     return result;
   }
   const channel = channelOf(parsed.object);
@@ -147,7 +149,9 @@ export async function processInboundBatch(ctx: PipelineContext, batchId: number)
     }
   }
   const error = result.failed.length > 0 ? JSON.stringify({ failed: result.failed } satisfies BatchError) : null;
-  await markInboundBatchProcessed(db, batchId, ctx.now(), error);
+  // In the process's group commit: alone it was a commit and a flush of its own for every batch
+  // (three a message at low rates: the echo, the delivery and the read arrive one batch each).
+  await groupCommitFor(ctx).run((trx) => markInboundBatchProcessed(trx, batchId, ctx.now(), error));
   return result;
 }
 

@@ -2,6 +2,7 @@
  * Inbound batches: each webhook POST from Meta exactly as received, written before anything is
  * parsed. The `inbound.batch` job reads one back, processes it and records the outcome here.
  */
+import { compiled } from './compiled.js';
 import type { Db } from './db.js';
 import type { InboundBatchesTable } from './schema.js';
 import type { Selectable } from 'kysely';
@@ -20,13 +21,19 @@ export async function insertInboundBatches(trx: Db, bodies: readonly string[], r
   return rows.map((r) => r.id);
 }
 
+// Every inbound job reads its batch and records its outcome: compiled once (`compiled.ts`).
+const batchById = compiled((db: Db, id: number) => db.selectFrom('inbound_batches').selectAll().where('id', '=', id));
+const markProcessed = compiled((db: Db, id: number, at: number, error: string | null) =>
+  db.updateTable('inbound_batches').set({ processed_at: at, error }).where('id', '=', id),
+);
+
 export async function getInboundBatch(db: Db, id: number): Promise<InboundBatchRow | undefined> {
-  return db.selectFrom('inbound_batches').selectAll().where('id', '=', id).executeTakeFirst();
+  return batchById.first(db, id);
 }
 
 /** Records the outcome: `error` lists what failed (null when every item went through). */
 export async function markInboundBatchProcessed(db: Db, id: number, at: number, error: string | null): Promise<void> {
-  await db.updateTable('inbound_batches').set({ processed_at: at, error }).where('id', '=', id).execute();
+  await markProcessed.run(db, id, at, error);
 }
 
 export async function listInboundBatches(
