@@ -80,16 +80,18 @@ export class CpuShare {
   #readAt: number;
   #calls = 0;
   #perCallMs = 0;
+  readonly #now: () => number;
 
-  constructor(private readonly now: () => number = () => performance.now()) {
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
     this.#last = process.cpuUsage();
-    this.#readAt = this.now();
+    this.#readAt = now();
   }
 
   /** Counts one answered call and returns its share, in ms, from the last full period. */
   charge(): number {
     this.#calls += 1;
-    const now = this.now();
+    const now = this.#now();
     if (now - this.#readAt >= CPU_READ_EVERY_MS) {
       const total = process.cpuUsage();
       const usedUs = total.user - this.#last.user + (total.system - this.#last.system);
