@@ -22,8 +22,7 @@
  * `BEGIN IMMEDIATE` transaction, so nothing runs between the read of ready jobs and their marking.
  */
 import { sql } from 'kysely';
-import { compiled, compiledByShape } from '../store/compiled.js';
-import type { CompiledStatement } from '../store/compiled.js';
+import { compiledByShape } from '../store/compiled.js';
 import type { Db, Store } from '../store/db.js';
 import type { JobRow } from '../store/schema.js';
 import { LIVE_STATES_SQL } from './keys.js';
@@ -133,37 +132,26 @@ const depthOf = (lane: ClaimLane) => Math.max(1, Math.min(lane.limit, lane.fair?
  * Claim statements, compiled once per shape. Building the claim with Kysely's `sql` templates and
  * compiling it took about 100 µs on the benchmark machine, as long as running it, and a runner
  * claims after nearly every job at low rates (2.5 claims a message at 100 messages/s). The shapes
- * are as many as the limits' combinations (88 in a benchmark run); the least recently used go
- * beyond this many, with their prepared statements.
+ * are as many as the limits' combinations (88 in a benchmark run); past 256 the least recently
+ * used are dropped, with their prepared statements.
  */
-const MAX_CLAIM_SHAPES = 256;
-const claimStatements = new Map<string, CompiledStatement<unknown[], JobRow>>();
-
-function claimStatement(shape: ClaimShape): CompiledStatement<unknown[], JobRow> {
-  const key = JSON.stringify(shape);
-  let statement = claimStatements.get(key);
-  if (statement !== undefined) {
-    claimStatements.delete(key);
-  } else {
-    // Arguments: now, locked until, worker id, then each lane's `after` (undefined for a lane not read fairly, unused).
+const claimStatement = compiledByShape(
+  (key: string) => {
+    const shape = JSON.parse(key) as ClaimShape;
+    // Arguments: now, locked until, worker id, then each fair lane's `after`, in lane order.
     const fairLanes = shape.lanes.map((l, i) => (l.fair ? i : -1)).filter((i) => i >= 0);
-    statement = compiled(
-      (db: Db, ...args: unknown[]) => {
+    return {
+      arity: 3 + fairLanes.length,
+      build: (db: Db, ...args: unknown[]) => {
         const afters: unknown[] = shape.lanes.map(() => undefined);
         fairLanes.forEach((laneIndex, k) => (afters[laneIndex] = args[3 + k]));
         const query = buildClaim(shape, args[0], args[1], args[2], afters);
         return { compile: () => query.compile(db) };
       },
-      3 + fairLanes.length,
-    );
-    if (claimStatements.size >= MAX_CLAIM_SHAPES) {
-      const oldest = claimStatements.keys().next().value;
-      if (oldest !== undefined) claimStatements.delete(oldest);
-    }
-  }
-  claimStatements.set(key, statement);
-  return statement;
-}
+    };
+  },
+  { maxShapes: 256 },
+);
 
 /** `executor`: a write transaction to claim in (the runner records outcomes in the same one), or the database. */
 export async function claimJobs(store: Store, options: ClaimOptions, executor: Db = store.db): Promise<JobRow[]> {
@@ -182,7 +170,7 @@ export async function claimJobs(store: Store, options: ClaimOptions, executor: D
     lanes: lanes.map((l) => ({ kinds: [...l.kinds], limit: l.limit, ...(l.fair ? { fair: { depth: depthOf(l) } } : {}) })),
   };
   const afters = lanes.flatMap((l) => (l.fair ? [l.fair.after] : []));
-  const rows = await claimStatement(shape).all(executor, now, now + leaseMs, workerId, ...afters);
+  const rows = await claimStatement(JSON.stringify(shape)).all(executor, now, now + leaseMs, workerId, ...afters);
   return rows.sort((a, b) => a.id - b.id);
 }
 

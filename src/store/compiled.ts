@@ -141,17 +141,28 @@ export function compiled<A extends unknown[], O>(build: (db: Db, ...args: A) => 
 
 /**
  * Statements whose shape varies with a few choices (the columns an update sets): one compiled
- * statement per `shape`, built on first use. Shapes must be few (they are kept for good).
+ * statement per `shape`, built on first use. Shapes must be few: they are kept for good, or, with
+ * `maxShapes`, the least recently used beyond that many are dropped with their prepared statements.
  */
 export function compiledByShape<A extends unknown[], O>(
   build: (shape: string) => { arity: number; build: (db: Db, ...args: A) => Compilable<O> },
+  options: { maxShapes?: number } = {},
 ): (shape: string) => CompiledStatement<A, O> {
   const byShape = new Map<string, CompiledStatement<A, O>>();
+  const max = options.maxShapes ?? Number.POSITIVE_INFINITY;
   return (shape) => {
     let statement = byShape.get(shape);
     if (statement === undefined) {
       const made = build(shape);
       statement = compiled(made.build, made.arity);
+      if (byShape.size >= max) {
+        const oldest = byShape.keys().next().value;
+        if (oldest !== undefined) byShape.delete(oldest);
+      }
+      byShape.set(shape, statement);
+    } else if (max !== Number.POSITIVE_INFINITY) {
+      // Most recently used last (a Map keeps insertion order).
+      byShape.delete(shape);
       byShape.set(shape, statement);
     }
     return statement;
