@@ -16,7 +16,8 @@
  *   Fastify's JSON parsing), for everything else: chunked bodies, oversized ones (413 from Fastify's
  *   body limit), requests while the app closes (503), and `app.inject()`.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createSecretKey, timingSafeEqual } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, RequestListener, ServerOptions, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerFactory } from 'fastify';
@@ -91,14 +92,15 @@ function fastPathLength(req: IncomingMessage): number {
 /** Checks, stores and answers Meta's webhook deliveries; see the top of this file. */
 export class MetaIngress {
   readonly #writer: IngressWriter;
-  readonly #appSecret: string;
+  readonly #appSecret: string | KeyObject;
   readonly #log: Logger;
   #closing = false;
 
   constructor(deps: IngressDeps) {
     const { ctx } = deps;
     this.#writer = new IngressWriter({ store: ctx.store, queue: ctx.queue, now: ctx.now, ...deps.writer });
-    this.#appSecret = deps.appSecret;
+    // Made into a key once: see `verifyMetaSignature`.
+    this.#appSecret = deps.appSecret === '' ? '' : createSecretKey(Buffer.from(deps.appSecret, 'utf8'));
     this.#log = ctx.logger;
   }
 

@@ -1,3 +1,4 @@
+import { createSecretKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -15,6 +16,14 @@ describe('verifyMetaSignature', () => {
   it('accepts header names in any case and an upper-case hex digest', () => {
     const sig = signBody(raw, secret);
     expect(verifyMetaSignature(raw, { 'X-Hub-Signature-256': sig.toUpperCase().replace('SHA256=', 'sha256=') }, secret)).toBe(true);
+  });
+
+  it('takes the secret as a key made once, with the same answers', () => {
+    const key = createSecretKey(Buffer.from(secret, 'utf8'));
+    expect(verifyMetaSignature(raw, { 'x-hub-signature-256': signBody(raw, secret) }, key)).toBe(true);
+    expect(verifyMetaSignature(raw, { 'x-hub-signature-256': signBody(raw, 'other') }, key)).toBe(false);
+    expect(verifyMetaSignature(raw, { 'x-hub-signature-256': signBody(raw, secret) }, createSecretKey(Buffer.from('other', 'utf8')))).toBe(false);
+    expect(verifyMetaSignature(raw, { 'x-hub-signature-256': signBody(raw, '') }, createSecretKey(Buffer.alloc(0)))).toBe(false);
   });
 
   it('accepts a fetch-style Headers object', () => {
