@@ -80,13 +80,13 @@ function isWebhookTarget(url: string | undefined): boolean {
   return url !== undefined && url.startsWith(WEBHOOK_PATH) && (url.length === WEBHOOK_PATH.length || url.charCodeAt(WEBHOOK_PATH.length) === 63 /* ? */);
 }
 
-/** The declared body length when the listener may take the request itself, else -1. */
-function fastPathLength(req: IncomingMessage): number {
-  if (req.method !== 'POST' || !isWebhookTarget(req.url) || req.headers['transfer-encoding'] !== undefined) return -1;
+/** Whether the listener takes the request itself: an ordinary webhook POST (see the top of this file). */
+function takesItself(req: IncomingMessage): boolean {
+  if (req.method !== 'POST' || !isWebhookTarget(req.url) || req.headers['transfer-encoding'] !== undefined) return false;
   const declared = req.headers['content-length'];
-  if (declared === undefined) return -1;
+  if (declared === undefined) return false;
   const length = Number(declared);
-  return Number.isSafeInteger(length) && length >= 0 && length <= WEBHOOK_BODY_LIMIT ? length : -1;
+  return Number.isSafeInteger(length) && length >= 0 && length <= WEBHOOK_BODY_LIMIT;
 }
 
 /** Checks, stores and answers Meta's webhook deliveries; see the top of this file. */
@@ -123,12 +123,11 @@ export class MetaIngress {
    */
   listener(next: RequestListener): RequestListener {
     return (req, res) => {
-      const length = this.#closing ? -1 : fastPathLength(req);
-      if (length < 0) {
+      if (this.#closing || !takesItself(req)) {
         next(req, res);
         return;
       }
-      this.#receive(req, res, length);
+      this.#receive(req, res);
     };
   }
 
@@ -138,17 +137,20 @@ export class MetaIngress {
     await this.#writer.close();
   }
 
-  #receive(req: IncomingMessage, res: ServerResponse, length: number): void {
-    // The declared length is exact (Node's parser holds the body to it), so the bytes are copied
-    // once into a buffer of that size. A request that ends early never reaches 'end': nothing is
-    // stored and nothing answered, as when a client goes away from Fastify's route.
-    const body = Buffer.allocUnsafe(length);
-    let at = 0;
+  #receive(req: IncomingMessage, res: ServerResponse): void {
+    // Memory follows the bytes that arrive, not the length declared (a client could declare 16 MiB
+    // and send nothing). A webhook usually arrives in one piece, which is used as it is. A request
+    // that ends early never reaches 'end': nothing is stored and nothing answered, as when a
+    // client goes away from Fastify's route.
+    let first: Buffer | undefined;
+    let pieces: Buffer[] | undefined;
     req.on('data', (chunk: Buffer) => {
-      at += chunk.copy(body, at);
+      if (first === undefined) first = chunk;
+      else (pieces ??= [first]).push(chunk);
     });
     req.on('end', () => {
-      this.accept(at === length ? body : body.subarray(0, at), req.headers).then(
+      const body = pieces !== undefined ? Buffer.concat(pieces) : (first ?? Buffer.alloc(0));
+      this.accept(body, req.headers).then(
         (answer) => send(res, answer),
         (err: unknown) => {
           this.#log.error({ err }, 'answering a webhook delivery failed');
