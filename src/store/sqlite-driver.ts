@@ -78,6 +78,9 @@ export class PreparedRows {
 // that vary with the number of values (long `in (...)` lists) would otherwise grow without bound.
 const MAX_CACHED_STATEMENTS = 1000;
 
+// A statement that ends a transaction without writing it (see `#noteCommit`).
+const ROLLBACK = /^\s*rollback\b/i;
+
 /**
  * Makes commits durable off the event loop: `sync()` resolves once an `fdatasync` of the WAL file
  * that started after the latest `committed()` has finished. Counting commits lets every caller
@@ -216,20 +219,31 @@ class CachingSqliteConnection implements DatabaseConnection {
     const { sql, parameters } = compiledQuery;
     const prepared = this.#prepare(sql);
     const stmt = prepared.statement;
+    const inTransaction = this.#db.inTransaction;
     if (stmt.reader) {
       const rows = prepared.all(parameters) as R[];
       // `insert ... returning` reads and writes; outside a transaction it committed.
-      if (!stmt.readonly && !this.#db.inTransaction) this.#wal?.committed();
+      this.#noteCommit(sql, stmt, inTransaction);
       return Promise.resolve({ rows });
     }
     const { changes, lastInsertRowid } = stmt.run(parameters);
-    // A write outside a transaction, or the `commit` that ended one: durable once the WAL is flushed.
-    if (!stmt.readonly && !this.#db.inTransaction) this.#wal?.committed();
+    this.#noteCommit(sql, stmt, inTransaction);
     return Promise.resolve({
       numAffectedRows: BigInt(changes),
       insertId: BigInt(lastInsertRowid),
       rows: [],
     });
+  }
+
+  /**
+   * Counts a commit for the WAL flush: a write outside a transaction, or the statement that ended
+   * one (`commit`, `end`, the outermost `release`). SQLite calls transaction control statements
+   * read-only (`sqlite3_stmt_readonly`), so the end of a transaction is told by the connection
+   * leaving it, not by the statement; a `rollback` wrote nothing to flush.
+   */
+  #noteCommit(sql: string, stmt: SqliteDatabase.Statement, wasInTransaction: boolean): void {
+    if (this.#wal === undefined || this.#db.inTransaction) return;
+    if (wasInTransaction ? !ROLLBACK.test(sql) : !stmt.readonly) this.#wal.committed();
   }
 
   async *streamQuery<R>(compiledQuery: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
