@@ -139,6 +139,16 @@ export class GroupCommit {
     this.#committing = false;
     if (this.#pending() > 0) this.#schedule();
     if (outcomes !== null) {
+      // The next group is written while this one's commit is flushed (the flush is shared: one
+      // `fdatasync` covers every commit before it); this group hears of its outcome once on disk.
+      try {
+        await this.#store.sync?.();
+      } catch (err) {
+        outcomes = null;
+        failure = err;
+      }
+    }
+    if (outcomes !== null) {
       // Wakes the runners for the jobs the group enqueued (committed now). Only then: a runner's
       // own claim is a member of groups too, and waking it for nothing would make it cycle again.
       if (enqueued.any) await this.#queue.notify().catch(() => undefined);
@@ -183,9 +193,8 @@ export class GroupCommit {
         // One item rolled back after enqueueing at worst wakes the runners for nothing.
         enqueued.any = this.#queue.enqueuedIn(trx);
       }
+      // A controlled transaction's commit returns before its flush: `#commitNext` waits for it.
       await trx.commit().execute();
-      // A controlled transaction's commit returns before its flush: wait for the data to be on disk.
-      await this.#store.sync?.();
       return outcomes;
     } catch (err) {
       await trx.rollback().execute().catch(() => undefined);
