@@ -25,7 +25,7 @@ import { UrlGuard } from './net/url-guard.js';
 import type { PipelineContext } from './pipeline/context.js';
 import { checkSender } from './pipeline/senders.js';
 import { purgeExpired } from './pipeline/housekeeping.js';
-import { ingressServerFactory, registerIngress } from './pipeline/ingress.js';
+import { MetaIngress, ingressServerFactory, registerIngress } from './pipeline/ingress.js';
 import { INBOUND_BATCH_JOB, MEDIA_DOWNLOAD_JOB, PROFILE_FETCH_JOB, inboundJobHandlers } from './pipeline/inbound.js';
 import { SEND_JOB, outboundJobHandlers } from './pipeline/outbound.js';
 import { DELIVER_JOB, deliveryJobHandlers } from './delivery/index.js';
@@ -147,9 +147,9 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   const runner = new JobRunner({ store, queue, handlers, concurrency, logger, lanes: jobLanes(concurrency) });
 
   // Webhook deliveries are taken by the server's request listener before Fastify (`pipeline/ingress.ts`).
-  const server = ingressServerFactory();
+  const ingress = new MetaIngress({ ctx, appSecret: config.meta.appSecret, verifyToken: config.meta.verifyToken });
   const base = Fastify({
-    serverFactory: server.serverFactory,
+    serverFactory: ingressServerFactory(ingress),
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request info logs would cost more CPU than the ingress write itself; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
@@ -192,7 +192,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     return { status: 'ready', database: store.engine, jobs: runner.isRunning() ? 'running' : 'stopped' };
   });
 
-  server.attach(await registerIngress(base, { ctx, appSecret: config.meta.appSecret, verifyToken: config.meta.verifyToken }));
+  await registerIngress(base, ingress);
 
   await app.register(
     async (v1) => {

@@ -93,6 +93,7 @@ function takesItself(req: IncomingMessage): boolean {
 export class MetaIngress {
   readonly #writer: IngressWriter;
   readonly #appSecret: string | KeyObject;
+  readonly #verifyToken: string;
   readonly #log: Logger;
   #closing = false;
 
@@ -101,7 +102,16 @@ export class MetaIngress {
     this.#writer = new IngressWriter({ store: ctx.store, queue: ctx.queue, now: ctx.now, ...deps.writer });
     // Made into a key once: see `verifyMetaSignature`.
     this.#appSecret = deps.appSecret === '' ? '' : createSecretKey(Buffer.from(deps.appSecret, 'utf8'));
+    this.#verifyToken = deps.verifyToken;
     this.#log = ctx.logger;
+  }
+
+  /** Meta's verification handshake: the challenge back for the right token, else a refusal. */
+  handshake(q: HandshakeQuery): IngressAnswer {
+    const token = typeof q['hub.verify_token'] === 'string' ? q['hub.verify_token'] : '';
+    const challenge = typeof q['hub.challenge'] === 'string' ? q['hub.challenge'] : '';
+    if (q['hub.mode'] !== 'subscribe' || !sameSecret(token, this.#verifyToken)) return refusal(new GatewayError('WEBHOOK_VERIFY_TOKEN_MISMATCH'));
+    return { status: 200, type: TEXT, body: challenge };
   }
 
   /** Checks the signature on the raw bytes and stores the body durably; resolves with the answer. */
@@ -169,25 +179,16 @@ function send(res: ServerResponse, answer: IngressAnswer): void {
 
 /**
  * A Fastify `serverFactory`: Node's HTTP server, configured as Fastify configures its own, whose
- * request listener lets the ingress (once attached) take webhook deliveries before Fastify.
+ * request listener lets the ingress take webhook deliveries before Fastify.
  */
-export function ingressServerFactory(): { serverFactory: FastifyServerFactory; attach(ingress: MetaIngress): void } {
-  let fastify: RequestListener | undefined;
-  let ingress: MetaIngress | undefined;
-  let listener: RequestListener | undefined;
-  const route: RequestListener = (req, res) => {
-    if (listener) listener(req, res);
-    else fastify?.(req, res);
-  };
-  const serverFactory: FastifyServerFactory = (handler, options) => {
-    fastify = handler as unknown as RequestListener;
-    if (ingress) listener = ingress.listener(fastify);
+export function ingressServerFactory(ingress: MetaIngress): FastifyServerFactory {
+  return (handler, options) => {
     const number = (name: string): number | undefined => {
       const value = (options as Record<string, unknown>)[name];
       return typeof value === 'number' ? value : undefined;
     };
     const http = (options as { http?: ServerOptions }).http ?? {};
-    const server = createServer(http, route);
+    const server = createServer(http, ingress.listener(handler as unknown as RequestListener));
     // What Fastify sets on the server it makes itself (`lib/server.js`), from its defaulted options.
     const keepAlive = number('keepAliveTimeout');
     const request = number('requestTimeout');
@@ -199,24 +200,17 @@ export function ingressServerFactory(): { serverFactory: FastifyServerFactory; a
     if (perSocket !== undefined && perSocket > 0) server.maxRequestsPerSocket = perSocket;
     return server;
   };
-  return {
-    serverFactory,
-    attach: (i) => {
-      ingress = i;
-      if (fastify) listener = i.listener(fastify);
-    },
-  };
 }
 
 function reply(r: FastifyReply, answer: IngressAnswer): FastifyReply {
   return r.code(answer.status).type(answer.type).send(answer.body);
 }
 
-/** Registers GET and POST `/webhooks/meta`; the ingress is closed (its writer flushed) when the app closes. */
-export async function registerIngress(app: FastifyInstance, deps: IngressDeps): Promise<MetaIngress> {
-  const { verifyToken } = deps;
-  const ingress = new MetaIngress(deps);
-
+/**
+ * Registers GET and POST `/webhooks/meta` for the ingress (the same one given to
+ * `ingressServerFactory`); it is closed (its writer flushed) when the app closes.
+ */
+export async function registerIngress(app: FastifyInstance, ingress: MetaIngress): Promise<void> {
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_req, body, done) => {
@@ -227,20 +221,11 @@ export async function registerIngress(app: FastifyInstance, deps: IngressDeps): 
     });
 
     // Per-request logs at info would cost more than the write itself; failures still log at error.
-    scope.get(WEBHOOK_PATH, { logLevel: 'warn', schema: { hide: true } }, async (request: FastifyRequest<{ Querystring: HandshakeQuery }>, r) => {
-      const q = request.query;
-      const token = typeof q['hub.verify_token'] === 'string' ? q['hub.verify_token'] : '';
-      const challenge = typeof q['hub.challenge'] === 'string' ? q['hub.challenge'] : '';
-      if (q['hub.mode'] !== 'subscribe' || !sameSecret(token, verifyToken)) {
-        return reply(r, refusal(new GatewayError('WEBHOOK_VERIFY_TOKEN_MISMATCH')));
-      }
-      return r.code(200).type(TEXT).send(challenge);
-    });
+    scope.get(WEBHOOK_PATH, { logLevel: 'warn', schema: { hide: true } }, async (request: FastifyRequest<{ Querystring: HandshakeQuery }>, r) => reply(r, ingress.handshake(request.query)));
 
     scope.post(WEBHOOK_PATH, { logLevel: 'warn', schema: { hide: true }, bodyLimit: WEBHOOK_BODY_LIMIT }, async (request, r) => {
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       return reply(r, await ingress.accept(body, request.headers, request.log));
     });
   });
-  return ingress;
 }

@@ -8,7 +8,7 @@ import { installErrorHandling } from '../../../src/http/errors.js';
 import { JobRunner } from '../../../src/jobs/runner.js';
 import { signBody } from '../../../src/meta/signature.js';
 import { inboundJobHandlers } from '../../../src/pipeline/inbound.js';
-import { ingressServerFactory, registerIngress } from '../../../src/pipeline/ingress.js';
+import { MetaIngress, ingressServerFactory, registerIngress } from '../../../src/pipeline/ingress.js';
 import { describeEachEngine } from '../../support/db.js';
 import { fixture, openHarness, pageEnvelope, textItem } from './support.js';
 import type { Harness } from './support.js';
@@ -54,14 +54,14 @@ describeEachEngine('Meta ingress', (engine) => {
 
     async function start(): Promise<{ h: Harness; app: FastifyInstance }> {
       h = await openHarness(engine, { metaId: PAGE });
-      const server = ingressServerFactory();
-      app = Fastify({ serverFactory: server.serverFactory });
+      const ingress = new MetaIngress({ ctx: h.ctx, appSecret: APP_SECRET, verifyToken: VERIFY_TOKEN });
+      app = Fastify({ serverFactory: ingressServerFactory(ingress) });
       installErrorHandling(app);
       reachedFastify = {};
       app.addHook('onRequest', async (req) => {
         reachedFastify[req.method] = (reachedFastify[req.method] ?? 0) + 1;
       });
-      server.attach(await registerIngress(app, { ctx: h.ctx, appSecret: APP_SECRET, verifyToken: VERIFY_TOKEN }));
+      await registerIngress(app, ingress);
       // The rest of the app keeps its JSON parsing.
       app.post('/echo-json', async (req) => ({ got: req.body }));
       if (transport === 'socket') base = await app.listen({ port: 0, host: '127.0.0.1' });
