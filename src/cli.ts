@@ -114,6 +114,8 @@ async function accounts(args: string[]): Promise<void> {
       }
       const account = await createAccount(store.db, { name: values.name as string, parent_id: values.parent ?? null });
       const { key } = await createApiKey(store.db, account.id, 'default');
+      // A key shown is a key kept: the durability barrier before the output.
+      await store.sync?.();
       if (values.json) process.stdout.write(JSON.stringify({ account_id: account.id, name: account.name, parent_id: account.parent_id, api_key: key }) + '\n');
       else process.stdout.write(`account ${account.id} (${account.name}) created\nAPI key (shown once, store it now): ${key}\n`);
     });
@@ -135,6 +137,7 @@ async function keys(args: string[]): Promise<void> {
     if (!(await getAccount(store.db, accountId))) fail(`no account ${accountId}`);
     if (sub === 'create') {
       const { key, row } = await createApiKey(store.db, accountId, values.name ?? 'cli');
+      await store.sync?.();
       if (values.json) process.stdout.write(JSON.stringify({ id: row.id, account_id: accountId, name: row.name, api_key: key }) + '\n');
       else process.stdout.write(`key ${row.id} (${row.name}) created for ${accountId}\nAPI key (shown once, store it now): ${key}\n`);
     } else if (sub === 'list') {
@@ -142,6 +145,7 @@ async function keys(args: string[]): Promise<void> {
     } else if (sub === 'revoke') {
       if (!values.id) fail('keys revoke needs --id');
       if (!(await revokeApiKey(store.db, accountId, values.id as string))) fail(`no live key ${values.id} in ${accountId}`);
+      await store.sync?.();
       process.stdout.write(`key ${values.id} revoked\n`);
     } else fail(`unknown keys command "${sub ?? ''}"\n${USAGE}`);
   });

@@ -196,6 +196,8 @@ Press Ctrl+C to stop.
 export async function runDev(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } } });
   const dev = await startDev({ say: (line) => process.stderr.write(line + '\n') });
+  // The demo key printed is on disk (the durability barrier before output).
+  await dev.gateway.ctx.store.sync?.();
   if (values.json) process.stdout.write(JSON.stringify(dev.info) + '\n');
   else process.stdout.write(banner(dev.info));
   const stop = () => {

@@ -115,6 +115,8 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     appId: config.meta.appId,
     appSecret: config.meta.appSecret,
     timeoutMs: config.meta.timeoutMs,
+    // What a send or a subscription follows from is on disk before Meta acts on it.
+    ...(store.sync ? { beforeWrite: store.sync } : {}),
   });
   // Sends and event deliveries are claimed fairly between accounts (`src/jobs/claim.ts`): a backlog
   // of one account's does not hold back the others'.
@@ -168,6 +170,15 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   });
   installErrorHandling(base);
   installJsonBodyParser(base);
+  // The durability barrier before every answer: whatever the request committed (or read that
+  // another had committed) is on disk before the caller hears of it. A callback hook: most answers
+  // find nothing to wait for, and an async hook would cost every one of them a promise more.
+  const sync = store.sync;
+  if (sync) {
+    base.addHook('onSend', (_request, _reply, payload, done) => {
+      sync().then(() => done(null, payload), done);
+    });
+  }
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
   app.addSchema(ErrorSchema);
   app.addSchema(SenderSchema);

@@ -104,6 +104,8 @@ export function createDeliverer(ctx: DeliveryContext, options: DeliveryOptions =
     const attempts: NewDeliveryAttempt[] = [];
     let success: AttemptResult | null = null;
     let last: AttemptResult | null = null;
+    // The durability barrier: the event and what it tells of are on disk before anyone hears of them.
+    await ctx.store.sync?.();
     for (const t of targets) {
       const request = format.build({ event: deliverable(event), url: t.url, method: t.method, secrets, now: ctx.now() });
       const result = await client.send(request);

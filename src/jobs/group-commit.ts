@@ -5,7 +5,8 @@
  * few hundred microseconds of the loop's time each. So the transactions that arrive while one
  * group is being written and flushed are gathered and written together, each inside its own
  * savepoint (one failing rolls back only itself), and each caller hears its result once the
- * group's commit is durable. An idle gateway commits a lone transaction at once. A transaction an
+ * group has committed (flushed to disk at the next durability barrier, `Store.sync`, before
+ * anything depending on it leaves the process). An idle gateway commits a lone transaction at once. A transaction an
  * API request waits for goes ahead of all but one of the job runners' in the next group, and a group
  * stops taking items after ten milliseconds, so a request waits for at most one bounded group (and
  * one job's item) before its own.
@@ -138,16 +139,6 @@ export class GroupCommit {
     }
     this.#committing = false;
     if (this.#pending() > 0) this.#schedule();
-    if (outcomes !== null) {
-      // The next group is written while this one's commit is flushed (the flush is shared: one
-      // `fdatasync` covers every commit before it); this group hears of its outcome once on disk.
-      try {
-        await this.#store.sync?.();
-      } catch (err) {
-        outcomes = null;
-        failure = err;
-      }
-    }
     if (outcomes !== null) {
       // Wakes the runners for the jobs the group enqueued (committed now). Only then: a runner's
       // own claim is a member of groups too, and waking it for nothing would make it cycle again.

@@ -67,6 +67,12 @@ export interface GraphClientOptions {
   appsecretProof?: boolean;
   connections?: number;
   maxResponseBytes?: number;
+  /**
+   * Awaited before every call that changes something at Meta (POST, DELETE): the store's
+   * durability barrier (`Store.sync`), so what a send or a subscription follows from is on disk
+   * before Meta acts on it. A GET changes nothing there and does not wait.
+   */
+  beforeWrite?: () => Promise<void>;
 }
 
 /** Meta answered with an error. */
@@ -330,6 +336,7 @@ export class GraphClient {
   private readonly appsecretProof: boolean;
   private readonly connections: number;
   private readonly maxResponseBytes: number;
+  private readonly beforeWrite: (() => Promise<void>) | undefined;
   private readonly origin: string;
   private readonly pathPrefix: string;
   private readonly pools = new Map<string, Pool>();
@@ -348,6 +355,7 @@ export class GraphClient {
     this.appsecretProof = options.appsecretProof ?? false;
     this.connections = options.connections ?? DEFAULT_CONNECTIONS;
     this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    this.beforeWrite = options.beforeWrite;
   }
 
   /** The usage Meta last reported on a call for this Page (for pacing). */
@@ -409,6 +417,7 @@ export class GraphClient {
     const fullPath = `${this.pathPrefix}/${this.version}/${path.replace(/^\/+/, '')}${query === '' ? '' : `?${query}`}`;
     const dispatchOptions: Dispatcher.DispatchOptions = { origin: this.origin, method, path: fullPath, headers };
     if (body !== undefined) dispatchOptions.body = body;
+    if (method !== 'GET' && this.beforeWrite !== undefined) await this.beforeWrite();
     const response = await dispatch(this.pool(this.origin), dispatchOptions, options.timeoutMs ?? this.timeoutMs, this.maxResponseBytes);
 
     const usage = parseUsageHeaders(response.headers);

@@ -37,11 +37,14 @@ export class QueueCommitter implements BatchCommitter {
   }
 
   async commit(bodies: readonly string[], receivedAt: number): Promise<number[]> {
-    return this.queue.transaction(async (trx) => {
+    const ids = await this.queue.transaction(async (trx) => {
       const ids = await insertInboundBatches(trx, bodies, receivedAt);
       await this.queue.enqueue(trx, { kind: INBOUND_BATCH_JOB, payload: { batch_ids: ids } satisfies InboundBatchJobPayload });
       return ids;
     });
+    // The acknowledgement is a durability barrier (a no-op where commits return durable).
+    await this.queue.store.sync?.();
+    return ids;
   }
 
   async close(): Promise<void> {}

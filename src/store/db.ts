@@ -35,14 +35,17 @@ export interface Store {
   /** PostgreSQL schema in use, when one was named. */
   schema?: string;
   /**
-   * Resolves once every commit made so far is on disk (SQLite files: an `fdatasync` of the WAL off
-   * the event loop, see `sqlite-driver.ts`; absent where commits are durable when they return).
-   * Only needed after a controlled transaction (`startTransaction`); the others wait by themselves.
+   * The durability barrier: resolves once every commit made so far is on disk (SQLite files: an
+   * `fdatasync` of the WAL off the event loop, see `sqlite-driver.ts`; absent where commits are
+   * durable when they return, as on PostgreSQL). A SQLite commit is answered inside the process
+   * before it is flushed, so this is awaited before anything that depends on a commit leaves the
+   * process: every HTTP answer, every Graph API call that changes something, every event delivery,
+   * the ingress acknowledgement, the CLI's output (see "Durability" in docs/architecture.md).
    */
   sync?: () => Promise<void>;
   /**
-   * Counts a commit made on the raw SQLite handle (outside Kysely), so the next release of the
-   * connection flushes it like any other commit.
+   * Counts a commit made on the raw SQLite handle (outside Kysely), so the next barrier flushes it
+   * like any other commit.
    */
   noteCommit?: () => void;
   /** Where the database lives, for logs: a file path or the URL without its password. */
@@ -77,7 +80,8 @@ function openSqlite(path: string): Store {
   sqlite.pragma('journal_mode = WAL');
   const memory = path === ':memory:';
   // NORMAL: commits hand their WAL frames to the OS and `WalSync` flushes them off the event loop
-  // before any caller hears of them, so they survive power loss as at FULL without holding the loop.
+  // before anything that depends on them leaves the process (`sync`), so what anyone outside was
+  // told survives power loss as at FULL, without holding the loop.
   sqlite.pragma(memory ? 'synchronous = FULL' : 'synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   // Group commit runs each transaction in a savepoint, and SQLite keeps the pages a savepoint

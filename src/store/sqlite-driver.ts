@@ -10,13 +10,13 @@
  *    process all queries share one connection behind Kysely's mutex, so taking the lock early
  *    costs nothing.
  * 2. Commits run at `synchronous=NORMAL` and are made durable by `fdatasync` of the WAL file on
- *    libuv's thread pool, after the connection is released (`WalSync`). At FULL every commit held
- *    the event loop for its fsync: 12% of the gateway's main-thread time in the outbound
- *    benchmark, the largest single cost there. Callers still hear of their
- *    transaction only once it is on disk (`transaction().execute()`, `connection().execute()` and
- *    autocommit queries resolve after the flush; controlled transactions call `Store.sync`), and
- *    anything that acts on data outside the process claims or writes first, so whatever it read was
- *    flushed with its own commit (a flush covers the whole WAL file, every earlier commit too).
+ *    libuv's thread pool (`WalSync`), not on the event loop: at FULL every commit held the loop
+ *    for its fsync, 12% of the gateway's main-thread time in the outbound benchmark. A commit is
+ *    answered inside the process at once; it is flushed before anything that depends on it leaves
+ *    the process (`Store.sync`, the durability barrier: see "Durability" in
+ *    docs/architecture.md). A flush covers the whole WAL file, every earlier commit too, and the
+ *    WAL is a log: after a machine crash the database is as it was at some earlier commit, every
+ *    commit that anyone outside had heard of included.
  * 3. Prepared statements are cached by their text. Kysely's driver prepares every query again;
  *    preparing is a large part of a small query's cost (parse + plan), and the gateway runs the
  *    same few hundred statement texts over and over.
@@ -78,6 +78,8 @@ export class PreparedRows {
 // that vary with the number of values (long `in (...)` lists) would otherwise grow without bound.
 const MAX_CACHED_STATEMENTS = 1000;
 
+const RESOLVED = Promise.resolve();
+
 // A statement that ends a transaction without writing it (see `#noteCommit`).
 const ROLLBACK = /^\s*rollback\b/i;
 
@@ -105,8 +107,13 @@ export class WalSync {
     return this.#flushed < this.#committed;
   }
 
-  async sync(): Promise<void> {
-    const target = this.#committed;
+  /** Resolves once every commit counted so far is on disk: the durability barrier. */
+  sync(): Promise<void> {
+    // Called before every HTTP answer and outgoing request: nothing to wait for is the common case.
+    return this.#flushed < this.#committed ? this.#syncTo(this.#committed) : RESOLVED;
+  }
+
+  async #syncTo(target: number): Promise<void> {
     while (this.#flushed < target) {
       this.#running ??= this.#flush();
       await this.#running;
@@ -255,8 +262,6 @@ class CachingSqliteConnection implements DatabaseConnection {
   }
 }
 
-const RESOLVED = Promise.resolve();
-
 /** One connection, handed out to one holder at a time (SQLite has one writer anyway). */
 class ConnectionMutex {
   #promise: Promise<void> | undefined;
@@ -348,15 +353,20 @@ class ImmediateSqliteDriver implements Driver {
   }
 
   async releaseConnection(): Promise<void> {
-    // Released first: the next holder writes while this one's commit is flushed.
+    // Not flushed here: the commit is flushed at the next durability barrier (`Store.sync`).
     this.#mutex.unlock();
-    if (this.#wal?.pending) await this.#wal.sync();
   }
 
   async destroy(): Promise<void> {
     this.#reads.leave();
-    await this.#wal?.close();
-    this.#db.close();
+    // Whatever was committed is on disk before the file is let go (SQLite's own checkpoint at close
+    // would flush it too; this does not depend on there being no other connection).
+    try {
+      await this.#wal?.sync();
+    } finally {
+      await this.#wal?.close();
+      this.#db.close();
+    }
   }
 }
 

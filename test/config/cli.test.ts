@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError, main } from '../../src/cli.js';
 import { databaseLocation, loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/store/db.js';
+import { settlesWithin, watchFlushes } from '../support/flushes.js';
 
 describe('the CLI and the configuration file', () => {
   let dir: string;
@@ -71,6 +72,27 @@ describe('the CLI and the configuration file', () => {
     expect(child.parent_id).toBe(parent.account_id);
     await expect(main(['accounts', 'create', '--name', 'Grandchild', '--parent', child.account_id])).rejects.toThrow(UsageError);
     await expect(main(['accounts', 'create', '--name', 'Orphan', '--parent', 'acc_nope'])).rejects.toThrow('no account acc_nope');
+  });
+
+  it('prints a new API key only once it is on disk', async () => {
+    process.env.SWITCHBOARD_DATA_DIR = dir;
+    delete process.env.DATABASE_URL;
+    delete process.env.SWITCHBOARD_CONFIG;
+    await main(['migrate']);
+    out = [];
+    const flushes = await watchFlushes();
+    try {
+      flushes.hold();
+      const created = main(['accounts', 'create', '--name', 'Durable', '--json']);
+      await flushes.waiting();
+      expect(await settlesWithin(created, 100)).toBe(false);
+      expect(out).toEqual([]);
+      flushes.release();
+      await created;
+      expect(JSON.parse(out.pop() ?? '{}')).toMatchObject({ name: 'Durable', api_key: expect.stringMatching(/^sk_/) });
+    } finally {
+      await flushes.stop();
+    }
   });
 
   it('names a bad list of allowed private addresses among the configuration problems', () => {
