@@ -91,6 +91,11 @@ function openSqlite(path: string): Store {
   sqlite.pragma('temp_store = MEMORY');
   // A second process (the CLI while the server runs) waits for the lock instead of failing at once.
   sqlite.pragma('busy_timeout = 5000');
+  // 16 MiB of page cache instead of SQLite's 2 MiB: every message writes at a random place in half a
+  // dozen indexes, and with the default cache those pages were read back from the file again and
+  // again (a `pread` each). Inbound at 500/s: 4–9 % less CPU a message in four alternating pairs,
+  // resident memory the same; 64 MiB added 20 MB and saved nothing more.
+  sqlite.pragma('cache_size = -16384');
   const wal = memory ? undefined : new WalSync(`${sqlite.name}-wal`);
   // Immediate transactions, flushes off the loop and cached statements: see `sqlite-driver.ts`.
   const dialect = new ImmediateSqliteDialect(sqlite, wal);
