@@ -172,10 +172,13 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   installJsonBodyParser(base);
   // The durability barrier before every answer: whatever the request committed (or read that
   // another had committed) is on disk before the caller hears of it. A callback hook: most answers
-  // find nothing to wait for, and an async hook would cost every one of them a promise more.
+  // find nothing to wait for, and an async hook would cost every one of them a promise more. A
+  // server error promises nothing, so it does not wait (and the answer to a failed flush, 503
+  // STORAGE_FAILED, can still be sent).
   const sync = store.sync;
   if (sync) {
-    base.addHook('onSend', (_request, _reply, payload, done) => {
+    base.addHook('onSend', (_request, reply, payload, done) => {
+      if (reply.statusCode >= 500) return done(null, payload);
       sync().then(() => done(null, payload), done);
     });
   }
@@ -197,6 +200,8 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
     try {
       await sql`select 1`.execute(store.db);
+      // A failed disk flush is final (`STORAGE_FAILED`): not ready until restarted.
+      await store.sync?.();
     } catch (err) {
       return reply.status(503).send({ status: 'unavailable', reason: `database: ${(err as Error).message}` });
     }

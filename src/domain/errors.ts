@@ -98,6 +98,12 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     action: 'Retry later; if it persists, report it with the request id from the logs.',
   },
+  STORAGE_FAILED: {
+    status: 503,
+    message: 'The gateway could not flush its database to disk; it takes no more work until it is restarted.',
+    retryable: true,
+    action: 'Retry once the gateway is back (sends with the same Idempotency-Key). Operators: check the disk, then restart the gateway.',
+  },
   UPSTREAM_UNAVAILABLE: {
     status: 502,
     message: "Meta's Graph API could not be reached.",

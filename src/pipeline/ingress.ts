@@ -22,7 +22,7 @@ import type { IncomingHttpHeaders, IncomingMessage, RequestListener, ServerOptio
 import { createServer } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerFactory } from 'fastify';
 import type { Logger } from 'pino';
-import { GatewayError } from '../domain/errors.js';
+import { GatewayError, isGatewayError } from '../domain/errors.js';
 import { verifyMetaSignature } from '../meta/signature.js';
 import type { PipelineContext } from './context.js';
 import { IngressWriter } from './ingress-writer.js';
@@ -120,9 +120,9 @@ export class MetaIngress {
     try {
       await this.#writer.write(body.toString('utf8'));
     } catch (err) {
-      // A 500 makes Meta retry the delivery later; nothing was acknowledged that is not stored.
+      // A 5xx makes Meta retry the delivery later; nothing was acknowledged that is not stored.
       log.error({ err }, 'storing a webhook batch failed');
-      return refusal(new GatewayError('INTERNAL'));
+      return refusal(isGatewayError(err) && err.status >= 500 ? err : new GatewayError('INTERNAL'));
     }
     return ACCEPTED;
   }

@@ -28,6 +28,7 @@ import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type SqliteDatabase from 'better-sqlite3';
 import { CompiledQuery, SelectQueryNode, SqliteDialect } from 'kysely';
+import { GatewayError } from '../domain/errors.js';
 import type { DatabaseConnection, Driver, QueryResult } from 'kysely';
 
 type Row = Record<string, unknown>;
@@ -87,6 +88,11 @@ const ROLLBACK = /^\s*rollback\b/i;
  * Makes commits durable off the event loop: `sync()` resolves once an `fdatasync` of the WAL file
  * that started after the latest `committed()` has finished. Counting commits lets every caller
  * since the last flush share one.
+ *
+ * A failed flush is final: every later `sync()` fails with `STORAGE_FAILED`. After a failed
+ * `fdatasync` Linux may already have dropped the pages it could not write and marked them clean, so a
+ * later flush can succeed without them ever reaching the disk (PostgreSQL stops for the same
+ * reason). Nothing is reported durable again; a restart recovers from what the disk holds.
  */
 export class WalSync {
   readonly #path: string;
@@ -94,6 +100,7 @@ export class WalSync {
   #committed = 0;
   #flushed = 0;
   #running: Promise<void> | null = null;
+  #failed: GatewayError | undefined;
 
   constructor(walPath: string) {
     this.#path = walPath;
@@ -109,8 +116,14 @@ export class WalSync {
 
   /** Resolves once every commit counted so far is on disk: the durability barrier. */
   sync(): Promise<void> {
+    if (this.#failed !== undefined) return Promise.reject(this.#failed);
     // Called before every HTTP answer and outgoing request: nothing to wait for is the common case.
     return this.#flushed < this.#committed ? this.#syncTo(this.#committed) : RESOLVED;
+  }
+
+  /** The flush that failed, once one has (see above). */
+  get failed(): GatewayError | undefined {
+    return this.#failed;
   }
 
   async #syncTo(target: number): Promise<void> {
@@ -123,8 +136,14 @@ export class WalSync {
   #flush(): Promise<void> {
     const upTo = this.#committed;
     const run = (async () => {
-      this.#handle ??= open(this.#path, 'r+');
-      await (await this.#handle).datasync();
+      if (this.#failed !== undefined) throw this.#failed;
+      try {
+        this.#handle ??= open(this.#path, 'r+');
+        await (await this.#handle).datasync();
+      } catch (err) {
+        this.#failed ??= new GatewayError('STORAGE_FAILED', { reason: (err as Error).message });
+        throw this.#failed;
+      }
       this.#flushed = Math.max(this.#flushed, upTo);
     })();
     const clear = (): void => {

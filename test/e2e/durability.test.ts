@@ -104,3 +104,44 @@ describe('nothing leaves the gateway before what it follows from is on disk', ()
     await delivered;
   });
 });
+
+describe('after a failed flush', () => {
+  let world: World | undefined;
+  let flushes: FlushWatch;
+
+  beforeAll(async () => {
+    world = await startWorld('sqlite');
+    flushes = await watchFlushes();
+  });
+  afterAll(async () => {
+    await flushes?.stop();
+    // The store's close says the flush failed; the world is gone either way.
+    await world?.close().catch(() => undefined);
+  });
+
+  it('the gateway answers 503 STORAGE_FAILED, is not ready, and sends nothing', async () => {
+    const w = world as World;
+    const customer = await w.customer('hello');
+    flushes.fail();
+    const created = await w.api<{ error: { code: string; message: string } }>('POST', '/endpoints', { url: 'http://127.0.0.1:9/events' });
+    expect(created.status).toBe(503);
+    expect(created.body.error.code).toBe('STORAGE_FAILED');
+    // The disk answers again; what the failed flush held may be gone, so nothing is trusted until a restart.
+    await flushes.stop();
+    const ready = await http<{ status: string; reason: string }>('GET', `${w.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(ready.body.status).toBe('unavailable');
+    const send = await w.api<{ error: { code: string } }>('POST', '/messages', { sender_id: w.senderId, to: { psid: customer.psid }, text: 'Never leaves.' });
+    expect(send.status).toBe(503);
+    expect(send.body.error.code).toBe('STORAGE_FAILED');
+    // Meta is told to deliver the webhook again later.
+    const body = JSON.stringify({ object: 'page', entry: [{ id: w.pageId, time: Date.now(), messaging: [] }] });
+    const signature = `sha256=${createHmac('sha256', w.appSecret).update(body).digest('hex')}`;
+    const webhook = await http<{ error: { code: string } }>('POST', `${w.url}/webhooks/meta`, { body, headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature } });
+    expect(webhook.status).toBe(503);
+    expect(webhook.body.error.code).toBe('STORAGE_FAILED');
+    // The send job was committed with the message; it may run, but its Send API call waits for a flush that fails.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(pageTexts(await w.thread(customer.psid))).not.toContain('Never leaves.');
+  });
+});

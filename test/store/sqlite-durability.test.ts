@@ -1,3 +1,5 @@
+import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GroupCommit } from '../../src/jobs/group-commit.js';
@@ -105,6 +107,23 @@ describe('SQLite commits and the durability barrier', () => {
     await written;
     await writer.close();
     expect(flushes.log).toEqual(['flushed', 'acknowledged']);
+  });
+
+  it('a failed flush is final: nothing is reported durable again', async () => {
+    const s = store as TestStore;
+    await sql`insert into probe (n) values (1)`.execute(s.db);
+    flushes.fail();
+    await expect(s.sync?.()).rejects.toMatchObject({ code: 'STORAGE_FAILED', status: 503, details: { reason: expect.stringContaining('EIO') } });
+    // The disk answers again, but what the failed flush held may be gone: no flush is trusted.
+    await flushes.stop();
+    const asked = flushes.asked;
+    await sql`insert into probe (n) values (2)`.execute(s.db);
+    await expect(s.sync?.()).rejects.toMatchObject({ code: 'STORAGE_FAILED' });
+    expect(flushes.asked).toBe(asked);
+    // Closing still lets the file go, and says the flush failed.
+    await expect(s.close()).rejects.toMatchObject({ code: 'STORAGE_FAILED' });
+    store = undefined;
+    rmSync(dirname(s.location), { recursive: true, force: true });
   });
 
   it('closing the store flushes what was committed', async () => {

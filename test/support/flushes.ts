@@ -22,6 +22,10 @@ export interface FlushWatch {
   waiting(): Promise<void>;
   /** Lets every waiting flush through; later ones still wait while holding. */
   release(): void;
+  /** From now on every flush fails as a disk would (`EIO`), without calling the real one. */
+  fail(): void;
+  /** Flushes asked for so far, failed ones included. */
+  readonly asked: number;
   /** Flushes made so far (finished). */
   readonly count: number;
   /** Stops holding, lets everything through and puts `datasync` back. */
@@ -45,10 +49,14 @@ export async function watchFlushes(): Promise<FlushWatch> {
   const real = proto.datasync;
   const log: string[] = [];
   let holding = false;
+  let failing = false;
+  let asked = 0;
   let count = 0;
   let held: (() => void)[] = [];
   let onWaiting: (() => void)[] = [];
   proto.datasync = async function (this: FileHandle) {
+    asked += 1;
+    if (failing) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5, syscall: 'fdatasync' });
     if (holding) {
       await new Promise<void>((resolve) => {
         held.push(resolve);
@@ -74,11 +82,18 @@ export async function watchFlushes(): Promise<FlushWatch> {
     },
     waiting: () => (held.length > 0 ? Promise.resolve() : new Promise<void>((resolve) => onWaiting.push(resolve))),
     release,
+    fail: () => {
+      failing = true;
+    },
+    get asked() {
+      return asked;
+    },
     get count() {
       return count;
     },
     async stop() {
       holding = false;
+      failing = false;
       release();
       proto.datasync = real;
     },
