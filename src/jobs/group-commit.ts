@@ -1,12 +1,12 @@
 /**
  * Group commit on SQLite: the accepted messages, the status moves of sends and receipts, and the
  * job runners' claims and outcomes are each a small transaction. A commit writes its pages to the
- * WAL on the event loop's thread (better-sqlite3 is synchronous) and is then flushed to disk, a
- * few hundred microseconds of the loop's time each. So the transactions that arrive while one
- * group is being written and flushed are gathered and written together, each inside its own
- * savepoint (one failing rolls back only itself), and each caller hears its result once the
- * group has committed (flushed to disk at the next durability barrier, `Store.sync`, before
- * anything depending on it leaves the process). An idle gateway commits a lone transaction at once. A transaction an
+ * WAL on the event loop's thread (better-sqlite3 is synchronous), tens to hundreds of microseconds
+ * of the loop's time each. So the transactions that arrive while one group is being written are
+ * gathered and written together, each inside its own savepoint (one failing rolls back only
+ * itself), and each caller hears its result once the group has committed (flushed to disk at the
+ * next durability barrier, `Store.sync`, before anything depending on it leaves the process). An
+ * idle gateway commits a lone transaction at once. A transaction an
  * API request waits for goes ahead of all but one of the job runners' in the next group, and a group
  * stops taking items after ten milliseconds, so a request waits for at most one bounded group (and
  * one job's item) before its own.
@@ -184,7 +184,6 @@ export class GroupCommit {
         // One item rolled back after enqueueing at worst wakes the runners for nothing.
         enqueued.any = this.#queue.enqueuedIn(trx);
       }
-      // A controlled transaction's commit returns before its flush: `#commitNext` waits for it.
       await trx.commit().execute();
       return outcomes;
     } catch (err) {

@@ -28,8 +28,8 @@ import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type SqliteDatabase from 'better-sqlite3';
 import { CompiledQuery, SelectQueryNode, SqliteDialect } from 'kysely';
-import { GatewayError } from '../domain/errors.js';
 import type { DatabaseConnection, Driver, QueryResult } from 'kysely';
+import { GatewayError } from '../domain/errors.js';
 
 type Row = Record<string, unknown>;
 
@@ -110,20 +110,11 @@ export class WalSync {
     this.#committed += 1;
   }
 
-  get pending(): boolean {
-    return this.#flushed < this.#committed;
-  }
-
   /** Resolves once every commit counted so far is on disk: the durability barrier. */
   sync(): Promise<void> {
     if (this.#failed !== undefined) return Promise.reject(this.#failed);
     // Called before every HTTP answer and outgoing request: nothing to wait for is the common case.
     return this.#flushed < this.#committed ? this.#syncTo(this.#committed) : RESOLVED;
-  }
-
-  /** The flush that failed, once one has (see above). */
-  get failed(): GatewayError | undefined {
-    return this.#failed;
   }
 
   async #syncTo(target: number): Promise<void> {
