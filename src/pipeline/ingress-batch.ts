@@ -22,7 +22,7 @@ export interface BatchCommitter {
   readonly maxInFlight: number;
   /** How long the first request of a group waits for company (0: until the next event-loop turn). */
   readonly windowMs: number;
-  /** Resolves with the batch ids once the group is durable and the job runners are told. */
+  /** Resolves with the batch ids once the group is committed and the job runners are told (the writer flushes it). */
   commit(bodies: readonly string[], receivedAt: number): Promise<number[]>;
   close(): Promise<void>;
 }

@@ -2,9 +2,9 @@
  * The SQLite fast path for ingress. Each group of requests is written with statements prepared once,
  * in one `BEGIN IMMEDIATE` transaction on Kysely's own connection while holding it (Kysely's mutex,
  * so no Kysely transaction interleaves). The commit is counted with the store's WAL flusher
- * (`Store.noteCommit`) and the group's answer waits for the durability barrier (`Store.sync`, an
- * `fdatasync` of the WAL off the event loop, `src/store/sqlite-driver.ts`): every 200 stands for
- * data on disk, and the event loop reads and checks the next requests meanwhile.
+ * (`Store.noteCommit`), and the writer (`ingress-writer.ts`) answers the group after the durability
+ * barrier (`Store.sync`, an `fdatasync` of the WAL off the event loop, `src/store/sqlite-driver.ts`):
+ * every 200 stands for data on disk, and the event loop reads and checks the next requests meanwhile.
  * One group is on its way at a time and the next is everything that arrived meanwhile, so the flush
  * is what groups requests; no timed window is needed. (Several groups in flight were slower: flushes
  * overlapping the next writes took far longer.)
@@ -56,8 +56,6 @@ export class SqliteIngressCommitter implements BatchCommitter {
       this.#store.noteCommit?.();
       return written;
     });
-    // Meta forgets a delivery it was told we have: the 200 waits for the group on disk.
-    await this.#store.sync?.();
     await this.#queue.notify();
     return ids;
   }

@@ -37,14 +37,11 @@ export class QueueCommitter implements BatchCommitter {
   }
 
   async commit(bodies: readonly string[], receivedAt: number): Promise<number[]> {
-    const ids = await this.queue.transaction(async (trx) => {
+    return this.queue.transaction(async (trx) => {
       const ids = await insertInboundBatches(trx, bodies, receivedAt);
       await this.queue.enqueue(trx, { kind: INBOUND_BATCH_JOB, payload: { batch_ids: ids } satisfies InboundBatchJobPayload });
       return ids;
     });
-    // The acknowledgement is a durability barrier (a no-op where commits return durable).
-    await this.queue.store.sync?.();
-    return ids;
   }
 
   async close(): Promise<void> {}
@@ -79,6 +76,8 @@ const DEFAULT_MAX_GROUP = 256;
 
 export class IngressWriter {
   readonly #committer: BatchCommitter;
+  /** The durability barrier (`Store.sync`); absent where commits return durable. */
+  readonly #sync: (() => Promise<void>) | undefined;
   readonly #now: () => number;
   readonly #windowMs: number;
   readonly #maxGroup: number;
@@ -90,6 +89,7 @@ export class IngressWriter {
 
   constructor(options: IngressWriterOptions) {
     this.#committer = options.committer ?? committerFor(options.store, options.queue);
+    this.#sync = options.store.sync;
     this.#now = options.now;
     this.#windowMs = options.windowMs ?? this.#committer.windowMs;
     this.#maxGroup = options.maxGroup ?? DEFAULT_MAX_GROUP;
@@ -132,13 +132,18 @@ export class IngressWriter {
       const group = this.#waiting.length <= this.#maxGroup ? this.#waiting : this.#waiting.slice(0, this.#maxGroup);
       this.#waiting = group === this.#waiting ? [] : this.#waiting.slice(this.#maxGroup);
       this.#inFlight += 1;
-      this.#committer.commit(
-        group.map((w) => w.body),
-        this.#now(),
-      ).then(
-        () => this.#settled(group, null),
-        (err: unknown) => this.#settled(group, err ?? new Error('ingress write failed')),
-      );
+      // Meta forgets a delivery it was told we have: the group is answered once on disk, and stays in
+      // flight until then, so what arrives meanwhile gathers into the next group.
+      this.#committer
+        .commit(
+          group.map((w) => w.body),
+          this.#now(),
+        )
+        .then(() => this.#sync?.())
+        .then(
+          () => this.#settled(group, null),
+          (err: unknown) => this.#settled(group, err ?? new Error('ingress write failed')),
+        );
     }
   }
 

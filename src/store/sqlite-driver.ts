@@ -127,7 +127,6 @@ export class WalSync {
   #flush(): Promise<void> {
     const upTo = this.#committed;
     const run = (async () => {
-      if (this.#failed !== undefined) throw this.#failed;
       try {
         this.#handle ??= open(this.#path, 'r+');
         await (await this.#handle).datasync();
