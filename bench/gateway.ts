@@ -23,6 +23,9 @@ export interface ProcessStats {
   young: number;
 }
 
+/** What the emulator, run with `switchboard emulator` beside the gateway, says of itself. */
+export type EmulatorStats = Omit<ProcessStats, 'young'>;
+
 export interface ChildGateway {
   url: string;
   child: ChildProcess;
@@ -54,27 +57,36 @@ export async function gatewayInChild(env: Record<string, string>): Promise<Child
     child.stdout?.on('data', onData);
     child.once('exit', (code) => reject(new Error(`switchboard serve exited with ${code}: ${out}`)));
   });
-  let waiting: ((s: ProcessStats) => void)[] = [];
-  child.on('message', (m: { stats?: ProcessStats }) => {
-    if (!m.stats) return;
-    const answered = waiting;
-    waiting = [];
-    for (const w of answered) w(m.stats);
-  });
   return {
     url,
     child,
-    stats: () =>
-      new Promise<ProcessStats>((resolve) => {
-        waiting.push(resolve);
-        child.send({ op: 'stats' });
-      }),
+    stats: statsOf<ProcessStats>(child),
     stop: () =>
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * Asks a child started with an IPC channel (`switchboard serve`, `switchboard emulator`) for its
+ * own figures: it answers `{ op: 'stats' }` with `{ stats }`. Asks made while one is unanswered
+ * share its answer.
+ */
+export function statsOf<T>(child: ChildProcess): () => Promise<T> {
+  let waiting: ((s: T) => void)[] = [];
+  child.on('message', (m: { stats?: T }) => {
+    if (!m.stats) return;
+    const answered = waiting;
+    waiting = [];
+    for (const w of answered) w(m.stats);
+  });
+  return () =>
+    new Promise<T>((resolve) => {
+      waiting.push(resolve);
+      child.send({ op: 'stats' });
+    });
 }
 
 /** Asks `done` every `everyMs` until it says yes or `withinMs` have passed; resolves either way. */

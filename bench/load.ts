@@ -35,6 +35,8 @@ export interface LoadResult {
   p50: number;
   p99: number;
   max: number;
+  /** The load generator's own CPU over the whole run, warm-up included (ms, every thread). */
+  cpuMs: number;
 }
 
 export function percentile(sorted: number[], p: number): number {
@@ -51,6 +53,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const origin = new URL(spec.url);
   if (!['127.0.0.1', 'localhost', '[::1]'].includes(origin.hostname)) throw new Error('load is only ever sent to 127.0.0.1');
   const pool = new Pool(origin.origin, { connections: spec.connections, pipelining: 1, keepAliveTimeout: 30_000 });
+  const cpuBefore = process.cpuUsage();
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
   let requests = 0;
@@ -126,8 +129,20 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   }
   const seconds = (performance.now() - started) / 1000;
   await pool.close();
+  const cpu = process.cpuUsage(cpuBefore);
   latencies.sort((a, b) => a - b);
-  return { requests, ok, errors, statuses, seconds, rps: ok / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] ?? 0 };
+  return {
+    requests,
+    ok,
+    errors,
+    statuses,
+    seconds,
+    rps: ok / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    max: latencies[latencies.length - 1] ?? 0,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+  };
 }
 
 // As a child process: run each spec received over IPC, one at a time, and answer with its result;

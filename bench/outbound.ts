@@ -12,9 +12,11 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { openStore } from '../src/store/db.js';
 import { gatewayInChild, pollUntil } from './gateway.js';
+import type { EmulatorStats } from './gateway.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import { percentile } from './load.js';
 
@@ -23,7 +25,7 @@ interface Deps {
   /** At a steady rate: the first seconds of load after the start, left out of the API's latencies. */
   warmupSeconds: number;
   loadInChild(spec: LoadSpec): Promise<LoadResult>;
-  gatewayForEmulator(): Promise<{ emulator: { url: string; child: ChildProcess; stop(): Promise<void> }; dir: string; env: Record<string, string>; appId: string; apiKey: string }>;
+  gatewayForEmulator(): Promise<{ emulator: { url: string; child: ChildProcess; stats(): Promise<EmulatorStats>; stop(): Promise<void> }; dir: string; env: Record<string, string>; appId: string; apiKey: string }>;
   api<T>(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
 }
 
@@ -74,7 +76,7 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     });
   }, 1000);
   const started = Date.now();
-  const before = await gateway.stats();
+  const [before, emulatorBefore] = await Promise.all([gateway.stats(), emulator.stats()]);
   const accepted = await d.loadInChild({
     url: gatewayUrl,
     path: '/v1/messages',
@@ -106,9 +108,10 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     await new Promise((r2) => setTimeout(r2, 100));
   }
   const carriedSeconds = (Date.now() - started) / 1000;
-  const after = await gateway.stats();
+  const [after, emulatorAfter] = await Promise.all([gateway.stats(), emulator.stats()]);
   const cpu = { user: after.cpu.user - before.cpu.user, system: after.cpu.system - before.cpu.system };
   const elu = performance.eventLoopUtilization(after.elu, before.elu);
+  const emulatorCpuMs = (emulatorAfter.cpu.user - emulatorBefore.cpu.user + emulatorAfter.cpu.system - emulatorBefore.cpu.system) / 1000;
   clearInterval(sampler);
   const rows = await store.db.selectFrom('messages').select(['created_at', 'sent_at', 'status']).where('direction', '=', 'outbound').execute();
   const sent = rows.filter((r) => r.sent_at !== null);
@@ -136,6 +139,15 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
   await emulator.stop();
   rmSync(dir, { recursive: true, force: true });
   const carried = sent.length / carriedSeconds;
+  // What each process spent on a message over the run (CPU, every thread), and what that allows on
+  // this machine: the three share its cores, and the gateway's event loop is one thread. The
+  // lower bound says how far any run could go at this hour's speed, whatever the gateway's code.
+  const perMsg = (ms: number) => ms / Math.max(1, sent.length);
+  const gatewayMs = perMsg((cpu.user + cpu.system) / 1000);
+  const loopMs = perMsg(elu.active);
+  const emulatorMs = perMsg(emulatorCpuMs);
+  const loadMs = perMsg(accepted.cpuMs);
+  const machineMs = gatewayMs + emulatorMs + loadMs;
   return {
     scenario: soak ? 'outbound soak' : 'outbound',
     pages: PAGES,
@@ -156,7 +168,16 @@ export async function outboundScenario(d: Deps): Promise<Record<string, unknown>
     emulator_errors: direct.errors,
     ratio: Number((carried / direct.rps).toFixed(2)),
     // The gateway process's CPU (every thread) from the first request until the last message left.
-    cpu_ms_per_msg: Number(((cpu.user + cpu.system) / 1000 / Math.max(1, sent.length)).toFixed(3)),
+    cpu_ms_per_msg: Number(gatewayMs.toFixed(3)),
+    // Its event loop's busy time (the main thread) over the same span.
+    loop_ms_per_msg: Number(loopMs.toFixed(3)),
+    // The emulator's and the load generator's CPU over the same span, a message.
+    emulator_cpu_ms_per_msg: Number(emulatorMs.toFixed(3)),
+    load_cpu_ms_per_msg: Number(loadMs.toFixed(3)),
+    // The most this machine could carry with this much work a message: its cores over the three
+    // processes' CPU a message, and the gateway's loop over its own share.
+    machine_bound_per_s: Math.round((availableParallelism() * 1000) / Math.max(1e-6, machineMs)),
+    loop_bound_per_s: Math.round(1000 / Math.max(1e-6, loopMs)),
     cpu_busy: Number(((cpu.user + cpu.system) / 1e6 / carriedSeconds).toFixed(2)),
     // How busy the event loop was over the same time (1: never idle).
     loop_busy: Number(elu.utilization.toFixed(2)),

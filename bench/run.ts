@@ -25,8 +25,8 @@ import { openStore } from '../src/store/db.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import { percentile } from './load.js';
 import { outboundScenario } from './outbound.js';
-import { cliJson, gatewayInChild, pollUntil } from './gateway.js';
-import type { ProcessStats } from './gateway.js';
+import { cliJson, gatewayInChild, pollUntil, statsOf } from './gateway.js';
+import type { EmulatorStats, ProcessStats } from './gateway.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -81,7 +81,7 @@ export async function loadInChild(spec: LoadSpec): Promise<LoadResult> {
 }
 
 /** Runs the emulator in its own process so it does not share the gateway's event loop. */
-export async function emulatorInChild(): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+export async function emulatorInChild(): Promise<{ url: string; child: ChildProcess; stats(): Promise<EmulatorStats>; stop(): Promise<void> }> {
   // Quiet: a log line per request costs the emulator CPU that the ceiling measurement needs.
   const child = fork(join(here, '..', 'src', 'cli.js'), ['emulator', '--port', '0', '--host', '127.0.0.1', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   const url = await new Promise<string>((resolve, reject) => {
@@ -103,6 +103,7 @@ export async function emulatorInChild(): Promise<{ url: string; child: ChildProc
   return {
     url,
     child,
+    stats: statsOf<EmulatorStats>(child),
     stop: () =>
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve());

@@ -40,6 +40,13 @@ export async function runEmulatorCli(
   out(`Messenger Platform emulator on ${emulator.url} (chat page: ${emulator.url}/, Graph API: ${emulator.url}/${DEFAULTS.graphVersion})`);
   out(`Try: curl -s -X POST ${emulator.url}/_emulator/apps -H 'content-type: application/json' -d '{"callback_url":"http://127.0.0.1:3000/webhooks/meta"}'`);
 
+  // Started by a parent with an IPC channel (the gateway's benchmarks do): it may ask for this
+  // process's CPU, memory and event-loop use, to tell what the emulator's share of a run was.
+  const stats = (m: { op?: string } | null) => {
+    if (m?.op === 'stats') process.send?.({ stats: { rss: process.memoryUsage.rss(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization() } });
+  };
+  if (process.send) process.on('message', stats);
+
   let stop = () => {};
   await new Promise<void>((resolve) => {
     stop = () => resolve();
@@ -50,6 +57,7 @@ export async function runEmulatorCli(
   });
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
+  process.off('message', stats);
   await emulator.close();
   out('emulator stopped');
 }
